@@ -1,0 +1,36 @@
+"""jaxplain: explanations of neural networks as JAX function transforms.
+
+Every method is a transform: ``jx.integrated_gradients(f, steps=50)`` returns ``explain(x, *args)``,
+a pure function that composes with ``jax.jit``, ``jax.vmap``, ``jax.grad`` and sharding, where
+``f(x, *args)`` returns a scalar for one example.
+
+Example:
+  >>> import jax, jax.numpy as jnp, jaxplain as jx
+  >>> f = lambda v: 5 * v[0] + v[1] ** 2
+  >>> [round(float(a), 3) for a in jx.integrated_gradients(f)(jnp.array([100.0, 5.0]))]
+  [500.0, 25.0]
+"""
+
+from jaxplain._contract import Explainer as Explainer
+from jaxplain._gradients import expected_gradients as expected_gradients
+from jaxplain._gradients import gradient as gradient
+from jaxplain._gradients import gradient_shap as gradient_shap
+from jaxplain._gradients import gradient_x_input as gradient_x_input
+from jaxplain._gradients import integrated_gradients as integrated_gradients
+from jaxplain._gradients import quadrature as quadrature
+from jaxplain._gradients import saliency as saliency
+from jaxplain._gradients import smoothgrad as smoothgrad
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Explainer",
+    "expected_gradients",
+    "gradient",
+    "gradient_shap",
+    "gradient_x_input",
+    "integrated_gradients",
+    "quadrature",
+    "saliency",
+    "smoothgrad",
+]
