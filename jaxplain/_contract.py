@@ -160,15 +160,22 @@ def check_input(method: str, x: Any) -> Any:
                 f"x.astype(jnp.float32)."
             )
         out.append(leaf)
-    if not any(isinstance(leaf, jax.core.Tracer) for leaf in out):
-        bad = [i for i, leaf in enumerate(out) if not bool(jnp.all(jnp.isfinite(leaf)))]
-        if bad:
-            where = "x" if len(out) == 1 else f"x (leaves {bad})"
-            raise ValueError(
-                f"jaxplain.{method}: {where} contains NaN or Inf; attributions of non-finite inputs "
-                f"are meaningless. Replace them first, e.g. jnp.nan_to_num(x)."
-            )
+    bad = [i for i, leaf in enumerate(out) if not all_finite(leaf)]
+    if bad:
+        where = "x" if len(out) == 1 else f"x (leaves {bad})"
+        raise ValueError(
+            f"jaxplain.{method}: {where} contains NaN or Inf; attributions of non-finite inputs "
+            f"are meaningless. Replace them first, e.g. jnp.nan_to_num(x)."
+        )
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def all_finite(value: Any) -> bool:
+    """True unless a concrete (not traced) array holds NaN or Inf; traced values pass unchecked."""
+    if isinstance(value, jax.core.Tracer):
+        return True
+    with jax.ensure_compile_time_eval():  # evaluate on the value's device, also inside a trace
+        return bool(jnp.all(jnp.isfinite(jnp.asarray(value))))
 
 
 def require_key(method: str, key: Any) -> Any:

@@ -251,7 +251,7 @@ def _check_baseline_value(method: str, value: Any) -> None:
             raise TypeError(
                 f"jaxplain.{method}: baseline must be numeric, got dtype {arr.dtype}."
             )
-        if not isinstance(leaf, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(arr))):
+        if not C.all_finite(leaf):
             raise ValueError(f"jaxplain.{method}: baseline contains NaN or Inf.")
 
 
@@ -389,7 +389,10 @@ def expected_gradients(
       models with axiomatic attribution priors and expected gradients", Nature Machine Intelligence.
       Lundberg & Lee (2017), "A Unified Approach to Interpreting Model Predictions", NeurIPS.
     """
-    name = "expected_gradients"
+    return _expected_gradients("expected_gradients", f, baselines, samples, sigma, batch_size)
+
+
+def _expected_gradients(name, f, baselines, samples, sigma, batch_size) -> C.Explainer:
     C.check_callable(name, "f", f)
     samples = C.check_int(name, "samples", samples, minimum=1)
     sigma = C.check_float(name, "sigma", sigma, minimum=0.0)
@@ -412,7 +415,7 @@ def expected_gradients(
                     f"jaxplain.{name}: baselines of shape {r.shape} do not fit x of shape "
                     f"{leaf.shape}; expected (M,) + {leaf.shape}, a reference set of M inputs."
                 )
-        ref_leaves = [r.astype(leaf.dtype) for r, leaf in zip(ref_leaves, leaves)]
+        ref_leaves = [jnp.asarray(r, leaf.dtype) for r, leaf in zip(ref_leaves, leaves)]
 
         def one(k):
             k_idx, k_alpha, k_noise = jax.random.split(k, 3)
@@ -445,7 +448,7 @@ def _check_reference_set(method: str, baselines: Any) -> Any:
         )
     out = []
     for leaf in leaves:
-        arr = jnp.asarray(leaf)
+        arr = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
         if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
             raise TypeError(f"jaxplain.{method}: baselines must be numeric, got dtype {arr.dtype}.")
         if arr.ndim < 1 or arr.shape[0] == 0:
@@ -453,7 +456,7 @@ def _check_reference_set(method: str, baselines: Any) -> Any:
                 f"jaxplain.{method}: baselines of shape {arr.shape} hold no reference inputs; pass "
                 f"an array of shape (M,) + x.shape with M >= 1."
             )
-        if not bool(jnp.all(jnp.isfinite(arr))):
+        if not C.all_finite(arr):
             raise ValueError(f"jaxplain.{method}: baselines contain NaN or Inf.")
         out.append(arr)
     sizes = {a.shape[0] for a in out}
@@ -487,6 +490,4 @@ def gradient_shap(
     References:
       Lundberg & Lee (2017), "A Unified Approach to Interpreting Model Predictions", NeurIPS.
     """
-    ex = expected_gradients(f, baselines=baselines, samples=samples, sigma=sigma, batch_size=batch_size)
-    ex.method = "gradient_shap"
-    return ex
+    return _expected_gradients("gradient_shap", f, baselines, samples, sigma, batch_size)
