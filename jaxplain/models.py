@@ -1,0 +1,137 @@
+"""Small models for the demo and the tests, and a plain Optax training loop for them."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+__all__ = ["SmallCNN", "train_classifier", "accuracy"]
+
+
+class SmallCNN(nn.Module):
+    """A VGG-style CNN: pairs of 3x3 convolutions, average pooling between the pairs, global
+    average pooling and one dense layer (so CAM applies). Input (N, H, W, C), output logits.
+
+    Attributes:
+      classes: number of output logits.
+      features: channels of each conv pair.
+      act: the activation (``nn.relu``; a smooth one such as ``nn.softplus`` for IG tests).
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxplain.models import SmallCNN
+      >>> model = SmallCNN(classes=4)
+      >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
+      >>> model.apply(variables, jnp.zeros((2, 32, 32, 3))).shape
+      (2, 4)
+
+    References:
+      Simonyan & Zisserman (2015), "Very Deep Convolutional Networks for Large-Scale Image
+      Recognition", ICLR; Lin, Chen & Yan (2014), "Network In Network" (global average pooling).
+    """
+
+    classes: int = 4
+    features: Sequence[int] = (16, 32)
+    act: Callable = nn.relu
+
+    @nn.compact
+    def __call__(self, x):
+        for i, width in enumerate(self.features):
+            if i:
+                x = nn.avg_pool(x, (2, 2), (2, 2))
+            x = self.act(nn.Conv(width, (3, 3), name=f"conv{i}a")(x))
+            x = self.act(nn.Conv(width, (3, 3), name=f"conv{i}b")(x))
+        x = jnp.mean(x, axis=(1, 2))
+        return nn.Dense(self.classes, name="head")(x)
+
+
+def accuracy(model: nn.Module, variables: Any, images, labels, *, batch_size: int = 512) -> float:
+    """Fraction of ``images`` whose argmax logit equals ``labels``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp
+      >>> from jaxplain.models import SmallCNN, accuracy
+      >>> m = SmallCNN(classes=2)
+      >>> v = m.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+      >>> 0.0 <= accuracy(m, v, jnp.zeros((4, 16, 16, 3)), jnp.zeros(4, int)) <= 1.0
+      True
+    """
+    predict = jax.jit(lambda x: jnp.argmax(model.apply(variables, x), -1))
+    hits = 0
+    for lo in range(0, len(images), batch_size):
+        hits += int(jnp.sum(predict(images[lo : lo + batch_size]) == labels[lo : lo + batch_size]))
+    return hits / len(images)
+
+
+def train_classifier(
+    model: nn.Module,
+    images,
+    labels,
+    *,
+    key,
+    epochs: int = 5,
+    batch_size: int = 64,
+    learning_rate: float = 3e-3,
+    progress: bool = True,
+) -> Any:
+    """Trains ``model`` with softmax cross-entropy and Adam; returns its variables.
+
+    Args:
+      model: a Linen module mapping (N, ...) inputs to (N, classes) logits.
+      images, labels: training data, (N, ...) floats and (N,) int class indices.
+      key: PRNG key for initialization and shuffling.
+      epochs, batch_size, learning_rate: the usual.
+      progress: show a tqdm progress bar with the running loss.
+
+    Example:
+      >>> import jax
+      >>> from jaxplain.data import shapes
+      >>> from jaxplain.models import SmallCNN, train_classifier
+      >>> d = shapes(64, size=16)
+      >>> v = train_classifier(SmallCNN(features=(4,)), d.images, d.labels, key=jax.random.key(0),
+      ...                      epochs=1, progress=False)
+      >>> sorted(v["params"])
+      ['conv0a', 'conv0b', 'head']
+
+    References:
+      Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization", ICLR.
+    """
+    images, labels = jnp.asarray(images), jnp.asarray(labels)
+    if len(images) != len(labels) or len(images) == 0:
+        raise ValueError(
+            f"jaxplain.models.train_classifier: need as many labels as images (>= 1), got "
+            f"{len(images)} images and {len(labels)} labels."
+        )
+    k_init, k_shuffle = jax.random.split(key)
+    variables = model.init(k_init, images[:1])
+    tx = optax.adam(learning_rate)
+    opt_state = tx.init(variables)
+
+    @jax.jit
+    def step(variables, opt_state, x, y):
+        def loss_fn(v):
+            logits = model.apply(v, x)
+            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+        loss, grads = jax.value_and_grad(loss_fn)(variables)
+        updates, opt_state = tx.update(grads, opt_state, variables)
+        return optax.apply_updates(variables, updates), opt_state, loss
+
+    n_batches = len(images) // batch_size or 1
+    bar = tqdm(total=epochs * n_batches, desc="training", unit="batch", disable=not progress)
+    for epoch in range(epochs):
+        order = np.asarray(jax.random.permutation(jax.random.fold_in(k_shuffle, epoch), len(images)))
+        for b in range(n_batches):
+            idx = order[b * batch_size : (b + 1) * batch_size]
+            variables, opt_state, loss = step(variables, opt_state, images[idx], labels[idx])
+            bar.update(1)
+            if b % 10 == 0:
+                bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
+    bar.close()
+    return variables
