@@ -86,11 +86,13 @@ def init_params(
     c_in = 3
     for i, c_out in enumerate(channels, start=1):
         fan_in = 9 * c_in
-        params[f"w{i}"] = (rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / fan_in)).astype(dtype)
+        w = rng.standard_normal((3, 3, c_in, c_out)) * np.sqrt(2.0 / fan_in)
+        params[f"w{i}"] = w.astype(dtype)
         params[f"b{i}"] = (rng.standard_normal(c_out) * 0.1).astype(dtype)
         c_in = c_out
     features = (size // 4) ** 2 * c_in
-    params["wd"] = (rng.standard_normal((features, classes)) * np.sqrt(1.0 / features)).astype(dtype)
+    wd = rng.standard_normal((features, classes)) * np.sqrt(1.0 / features)
+    params["wd"] = wd.astype(dtype)
     params["bd"] = (rng.standard_normal(classes) * 0.1).astype(dtype)
     return params
 
@@ -101,7 +103,9 @@ def _conv(h, w, b):
 
 
 def _avgpool2(h):
-    return lax.reduce_window(h, np.zeros((), h.dtype), lax.add, (1, 2, 2, 1), (1, 2, 2, 1), "VALID") / 4
+    # The init value must be a concrete constant for reduce_window to be differentiable.
+    window = (1, 2, 2, 1)
+    return lax.reduce_window(h, np.zeros((), h.dtype), lax.add, window, window, "VALID") / 4
 
 
 def make_jax_apply(act: str = "relu") -> Callable:
@@ -128,11 +132,17 @@ def logit_fn(apply: Callable, params: Any) -> Callable:
 
 
 def make_torch_module(params: dict[str, np.ndarray], act: str = "relu"):
-    """The torch ``nn.Module`` (NCHW input) with the weights of ``params`` (see :func:`init_params`)."""
+    """The torch ``nn.Module`` (NCHW input) with the weights of ``params`` (:func:`init_params`)."""
     import torch
     from torch import nn
 
-    acts = {"relu": nn.ReLU, "softplus": nn.Softplus, "tanh": nn.Tanh, "linear": nn.Identity, "none": nn.Identity}
+    acts = {
+        "relu": nn.ReLU,
+        "softplus": nn.Softplus,
+        "tanh": nn.Tanh,
+        "linear": nn.Identity,
+        "none": nn.Identity,
+    }
     if act not in acts:
         raise ValueError(f"unknown act {act!r}; choose one of {sorted(acts)}")
 

@@ -24,11 +24,12 @@ import numpy as np
 __all__ = ["Explainer", "chunked_sum"]
 
 # Chunks up to this many are unrolled in the traced program; more chunks run in a `lax.scan`.
-# Measured on XLA:CPU (benchmarks/gradients.py, 4-conv CNN, 64 images, 50 IG steps): unrolled
-# chunks ran at 0.86-1.0x the floor of S batched gradients, a `lax.scan` over the same chunks at
-# 8.7x, because XLA:CPU runs convolutions inside loops far slower. Unrolling costs compile time
-# (about 0.1 s a chunk on that CNN), so past this count the loop is the better trade.
-MAX_UNROLLED_CHUNKS = 16
+# Measured on XLA:CPU (benchmarks/gradients.py: 4-conv CNN, 32x32x3, 64 images, 50 IG steps, 2
+# cores): 50 unrolled chunks of 64 images ran at 0.93x the floor of 50 batched gradients, a
+# `lax.scan` over the same chunks at 10x (XLA:CPU runs convolutions inside loops far slower), and
+# all 3200 points at once at 2.1x (past ~64 images XLA:CPU's per-image cost grows 1.4x). Unrolling
+# costs compile time, about 0.07 s a chunk on that CNN, so past this count the loop is the trade.
+MAX_UNROLLED_CHUNKS = 64
 
 
 class Explainer:

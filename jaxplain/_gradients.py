@@ -188,7 +188,8 @@ def integrated_gradients(
         ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``, ``"riemann_trapezoid"``.
       batch_size: at most this many path points are evaluated at once (``None``: all ``steps``).
         Under ``jax.vmap`` over ``B`` examples a chunk is a batch of ``B * batch_size`` inputs; on
-        CPU 64-256 inputs per chunk ran fastest (benchmarks/gradients.py).
+        CPU chunks of about 64 inputs ran fastest (benchmarks/gradients.py), e.g.
+        ``batch_size=1`` for a vmapped batch of 64.
       return_delta: if true, ``explain`` returns ``(attribution, delta)`` with the completeness
         error ``delta = sum(attribution) - (f(x) - f(b))``, like Captum's
         ``return_convergence_delta``.

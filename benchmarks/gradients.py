@@ -1,0 +1,276 @@
+"""Speed of the gradient family: integrated gradients and SmoothGrad vs their floor and Captum.
+
+On the 4-conv CNN of benchmarks/twins.py (32x32x3 input, channels 16-32-32-32, 10 classes),
+batch ``--batch`` (64) and ``--steps`` (50) path points / noise samples:
+
+* floor: ``steps`` x the time of one batched gradient ``jax.jit(jax.vmap(jax.grad(f)))(xs, ts)``;
+  integrated gradients and SmoothGrad evaluate exactly ``steps`` such gradients per image;
+* IG: ``jax.jit(jax.vmap(jx.integrated_gradients(f, steps=S, batch_size=k)))(xs, ts)`` for each
+  ``k`` of ``--sweep``, reported as time / floor. Under vmap a chunk is ``batch * k`` images.
+  Each row says how the chunks run: all at once, unrolled, or a ``lax.scan`` (more than
+  ``jaxplain._contract.MAX_UNROLLED_CHUNKS`` chunks; ``--max-unrolled`` overrides it);
+* SmoothGrad of the gradient with ``samples=S`` (``relative=False, sigma=0.15``), same sweep;
+* when torch and captum import: Captum's ``IntegratedGradients`` (gausslegendre, same ``n_steps``)
+  and ``NoiseTunnel(Saliency(abs=False))`` for a couple of internal batch sizes, their own floor
+  (``steps`` x one batched torch gradient), and the jaxplain/Captum speed ratio (best of each).
+
+Timing: every function is compiled ahead of time (``jit(...).lower(...).compile()``, reported as
+``compile s``), run once as warm-up, then timed ``--repeats`` times with
+``jax.block_until_ready``; the table shows the median. A configuration whose warm-up took long
+is repeated fewer times so it fits in ``--budget`` seconds (column ``n``).
+
+Usage::
+
+    python benchmarks/gradients.py                  # defaults: batch 64, steps 50, 5 repeats
+    python benchmarks/gradients.py --quick          # a smoke run in well under a minute
+    python benchmarks/gradients.py --sweep none,5,10 --no-captum
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import pathlib
+import statistics
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxplain as jx  # noqa: E402
+from jaxplain import _contract  # noqa: E402
+
+import twins  # noqa: E402
+
+FAMILY = "gradients"
+SIGMA = 0.15  # SmoothGrad noise standard deviation, input units (inputs are standard normal)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--batch", type=int, default=None, help="images per batch (default 64)")
+    p.add_argument("--steps", type=int, help="IG steps = SmoothGrad samples (default 50)")
+    p.add_argument("--repeats", type=int, help="timed runs per configuration (default 5)")
+    p.add_argument("--size", type=int, default=None, help="image side (default 32)")
+    p.add_argument(
+        "--sweep",
+        default=None,
+        help="comma-separated batch_size values, 'none' for all at once (default none,1,2,5,10)",
+    )
+    p.add_argument(
+        "--captum-batches",
+        default=None,
+        help="comma-separated Captum internal_batch_size values in images, 'none' for all at once "
+        "(default none,320); NoiseTunnel uses them divided by the batch as nt_samples_batch_size",
+    )
+    p.add_argument("--budget", type=float, help="seconds of timed runs per config (default 30)")
+    p.add_argument("--max-unrolled", type=int, help="override jaxplain's MAX_UNROLLED_CHUNKS")
+    p.add_argument("--no-captum", action="store_true", help="skip the torch/Captum rows")
+    p.add_argument("--quick", action="store_true", help="batch 8, steps 8, size 16, 2 repeats")
+    a = p.parse_args(argv)
+    quick = dict(batch=8, steps=8, repeats=2, size=16, sweep="none,2", captum_batches="none,16",
+                 budget=5.0)
+    full = dict(batch=64, steps=50, repeats=5, size=32, sweep="none,1,2,5,10",
+                captum_batches="none,320", budget=30.0)
+    for name, value in (quick if a.quick else full).items():
+        if getattr(a, name) is None:
+            setattr(a, name, value)
+    a.sweep = _int_list(a.sweep)
+    a.captum_batches = _int_list(a.captum_batches)
+    return a
+
+
+def _int_list(text: str) -> list[int | None]:
+    return [None if t.strip().lower() == "none" else int(t) for t in text.split(",") if t.strip()]
+
+
+def _measure(call, *, repeats: int, budget: float) -> tuple[float, int]:
+    """(median seconds, runs timed) of ``call()`` after one warm-up run."""
+    t0 = time.perf_counter()
+    call()
+    warm = time.perf_counter() - t0
+    n = max(1, min(repeats, int(budget // max(warm, 1e-9))))
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), n
+
+
+def _time_jax(fn, args: tuple, kwargs: dict, *, repeats: int, budget: float):
+    """(compile s, median s, runs) of ``jax.jit(fn)`` on ``args``; compile is not in the runs."""
+    t0 = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args, **kwargs).compile()
+    compile_s = time.perf_counter() - t0
+    median, n = _measure(
+        lambda: jax.block_until_ready(compiled(*args, **kwargs)), repeats=repeats, budget=budget
+    )
+    return compile_s, median, n
+
+
+def _chunking(k: int | None, steps: int, batch: int) -> str:
+    if k is None or k >= steps:
+        return f"all at once ({batch * steps} img)"
+    chunks = math.ceil(steps / k)
+    how = "unrolled" if chunks <= _contract.MAX_UNROLLED_CHUNKS else "lax.scan"
+    return f"{chunks} chunks of {batch * k} img, {how}"
+
+
+def _log(msg: str) -> None:
+    print(f"  [{FAMILY}] {msg}", file=sys.stderr, flush=True)
+
+
+def main(argv=None) -> list[dict]:
+    """Runs the benchmark; returns one dict per row (see benchmarks/run.py for the columns)."""
+    a = parse_args(argv)
+    if a.max_unrolled is not None:
+        _contract.MAX_UNROLLED_CHUNKS = a.max_unrolled
+    B, S = a.batch, a.steps
+    rows: list[dict] = []
+
+    def row(benchmark, config, *, compile_s=None, time_s, n, ratio=None, ratio_of=None):
+        r = dict(
+            family=FAMILY,
+            benchmark=benchmark,
+            config=config,
+            compile_s=compile_s,
+            time_s=time_s,
+            n=n,
+            images_per_s=B / time_s,
+            ratio=ratio,
+            ratio_of=ratio_of,
+        )
+        rows.append(r)
+        _log(f"{benchmark:<24} {config:<36} {time_s:8.3f} s  {B / time_s:9.1f} img/s"
+             + (f"  {ratio:.2f} {ratio_of}" if ratio is not None else ""))
+        return r
+
+    apply, params, module = twins.make_twins(0, act="relu", size=a.size)
+    f = twins.logit_fn(apply, params)
+    rng = np.random.default_rng(0)
+    xs_np = rng.standard_normal((B, a.size, a.size, 3)).astype(np.float32)
+    ts_np = rng.integers(0, 10, B)
+    xs, ts = jnp.asarray(xs_np), jnp.asarray(ts_np)
+    keys = jax.random.split(jax.random.key(0), B)
+    _log(f"batch {B}, steps/samples {S}, {a.size}x{a.size}x3 4-conv CNN, MAX_UNROLLED_CHUNKS="
+         f"{_contract.MAX_UNROLLED_CHUNKS}")
+
+    # -- floor: one batched gradient, times S
+    timing = dict(repeats=a.repeats, budget=a.budget)
+    c, t_grad, n = _time_jax(jax.vmap(jax.grad(f)), (xs, ts), {}, **timing)
+    floor = S * t_grad
+    row("jax gradient (1 batch)", f"{B} img", compile_s=c, time_s=t_grad, n=n)
+    rows.append(dict(family=FAMILY, benchmark="jax floor", config=f"{S} x gradient", time_s=floor,
+                     images_per_s=B / floor))
+    # Larger batches can cost less per image, which lets chunked runs beat the floor: show it.
+    for k in sorted({k for k in a.sweep if k is not None and 1 < k < S}):
+        xk, tk = jnp.tile(xs, (k, 1, 1, 1)), jnp.tile(ts, k)
+        c, t_k, n = _time_jax(jax.vmap(jax.grad(f)), (xk, tk), {}, **timing)
+        row("jax gradient (1 batch)", f"{B * k} img, time per {B}", compile_s=c, time_s=t_k / k,
+            n=n, ratio=t_k / (k * t_grad), ratio_of=f"x per-img cost at {B} img")
+
+    # -- integrated gradients and SmoothGrad, batch_size sweep
+    best = {}
+    for name, build, kwargs in (
+        ("jaxplain IG", lambda k: jx.integrated_gradients(f, steps=S, batch_size=k), {}),
+        (
+            "jaxplain SmoothGrad",
+            lambda k: jx.smoothgrad(
+                jx.gradient(f), samples=S, sigma=SIGMA, relative=False, batch_size=k
+            ),
+            {"key": keys},
+        ),
+    ):
+        for k in a.sweep:
+            c, t, n = _time_jax(jax.vmap(build(k)), (xs, ts), kwargs, **timing)
+            row(name, f"batch_size={k}: {_chunking(k, S, B)}", compile_s=c, time_s=t, n=n,
+                ratio=t / floor, ratio_of="x jax floor")
+            best[name] = min(best.get(name, math.inf), t)
+
+    # -- Captum
+    if not a.no_captum:
+        try:
+            import captum.attr  # noqa: F401
+            import torch  # noqa: F401
+        except ImportError as e:
+            _log(f"skipping Captum rows: {e}")
+        else:
+            _captum(a, module, xs_np, ts_np, floor_jax=floor, best=best, row=row, rows=rows)
+    return rows
+
+
+def _captum(a, module, xs_np, ts_np, *, floor_jax, best, row, rows) -> None:
+    import torch
+    from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
+
+    B, S = a.batch, a.steps
+    torch.set_num_threads(_cores())
+    x = torch.from_numpy(twins.nhwc_to_nchw(xs_np))
+    t = torch.from_numpy(ts_np)
+
+    def grad_once():
+        xg = x.clone().requires_grad_(True)
+        out = module(xg).gather(1, t[:, None]).sum()
+        (g,) = torch.autograd.grad(out, xg)
+        return g
+
+    timing = dict(repeats=a.repeats, budget=a.budget)
+    med, n = _measure(grad_once, **timing)
+    floor = S * med
+    row("torch gradient (1 batch)", f"{B} img, {torch.get_num_threads()} threads", time_s=med, n=n)
+    rows.append(dict(family=FAMILY, benchmark="torch floor", config=f"{S} x gradient",
+                     time_s=floor, images_per_s=B / floor, ratio=floor / floor_jax,
+                     ratio_of="x jax floor"))
+
+    ig = IntegratedGradients(module)
+    nt = NoiseTunnel(Saliency(module))
+    captum_best = {}
+    for ibs in a.captum_batches:
+        med, n = _measure(
+            lambda: ig.attribute(x, baselines=0.0, target=t, n_steps=S, method="gausslegendre",
+                                 internal_batch_size=ibs),
+            **timing,
+        )
+        row("Captum IG", f"internal_batch_size={ibs}", time_s=med, n=n, ratio=med / floor,
+            ratio_of="x torch floor")
+        captum_best["IG"] = min(captum_best.get("IG", math.inf), med)
+    for ibs in a.captum_batches:
+        ntb = None if ibs is None else max(1, ibs // B)
+        med, n = _measure(
+            lambda: nt.attribute(x, nt_type="smoothgrad", nt_samples=S, stdevs=SIGMA, target=t,
+                                 abs=False, nt_samples_batch_size=ntb),
+            **timing,
+        )
+        row("Captum NoiseTunnel SG", f"nt_samples_batch_size={ntb}", time_s=med, n=n,
+            ratio=med / floor, ratio_of="x torch floor")
+        captum_best["SG"] = min(captum_best.get("SG", math.inf), med)
+    for label, ours, theirs in (("IG", "jaxplain IG", "IG"),
+                                ("SmoothGrad", "jaxplain SmoothGrad", "SG")):
+        if ours in best and theirs in captum_best:
+            rows.append(dict(family=FAMILY, benchmark=f"speed {label}",
+                             config="best jaxplain / best Captum",
+                             ratio=captum_best[theirs] / best[ours],
+                             ratio_of="jaxplain/Captum img/s"))
+
+
+def _cores() -> int:
+    from run import cores
+
+    return cores()
+
+
+if __name__ == "__main__":
+    from run import environment, format_table
+
+    rows = main()
+    print(f"# {environment()}")
+    print(format_table(rows))
