@@ -63,13 +63,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--sweep",
         default=None,
-        help="comma-separated batch_size values, 'none' for all at once (default none,1,2,5,10)",
+        help="comma-separated batch_size values, 'none' for all at once (default none,1,2,5)",
     )
     p.add_argument(
         "--captum-batches",
         default=None,
         help="comma-separated Captum internal_batch_size values in images, 'none' for all at once "
-        "(default none,320); NoiseTunnel uses them divided by the batch as nt_samples_batch_size",
+        "(default none,64,128); NoiseTunnel uses them divided by the batch as nt_samples_batch_size",
     )
     p.add_argument("--budget", type=float, help="seconds of timed runs per config (default 30)")
     p.add_argument("--max-unrolled", type=int, help="override jaxplain's MAX_UNROLLED_CHUNKS")
@@ -78,8 +78,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     quick = dict(batch=8, steps=8, repeats=2, size=16, sweep="none,2", captum_batches="none,16",
                  budget=5.0)
-    full = dict(batch=64, steps=50, repeats=5, size=32, sweep="none,1,2,5,10",
-                captum_batches="none,320", budget=30.0)
+    full = dict(batch=64, steps=50, repeats=5, size=32, sweep="none,1,2,5",
+                captum_batches="none,64,128", budget=30.0)
     for name, value in (quick if a.quick else full).items():
         if getattr(a, name) is None:
             setattr(a, name, value)
