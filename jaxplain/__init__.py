@@ -20,6 +20,15 @@ from jaxplain._gradients import integrated_gradients as integrated_gradients
 from jaxplain._gradients import quadrature as quadrature
 from jaxplain._gradients import saliency as saliency
 from jaxplain._gradients import smoothgrad as smoothgrad
+from jaxplain._layers import internal_influence as internal_influence
+from jaxplain._layers import layer_activation as layer_activation
+from jaxplain._layers import layer_conductance as layer_conductance
+from jaxplain._layers import layer_gradient_x_activation as layer_gradient_x_activation
+from jaxplain._layers import layer_integrated_gradients as layer_integrated_gradients
+from jaxplain._layers import neuron_conductance as neuron_conductance
+from jaxplain._layers import neuron_gradient as neuron_gradient
+from jaxplain._layers import neuron_integrated_gradients as neuron_integrated_gradients
+from jaxplain._taps import layers as layers
 
 __version__ = "0.1.0"
 
@@ -30,6 +39,15 @@ __all__ = [
     "gradient_shap",
     "gradient_x_input",
     "integrated_gradients",
+    "internal_influence",
+    "layer_activation",
+    "layer_conductance",
+    "layer_gradient_x_activation",
+    "layer_integrated_gradients",
+    "layers",
+    "neuron_conductance",
+    "neuron_gradient",
+    "neuron_integrated_gradients",
     "quadrature",
     "saliency",
     "smoothgrad",

@@ -297,6 +297,19 @@ def chunked_sum(fn: Callable, xs: Any, *, batch_size: int | None) -> Any:
     return total
 
 
+def chunked_map(fn: Callable, xs: Any, *, batch_size: int | None) -> Any:
+    """Returns ``vmap(fn)(xs)``, evaluated in unrolled chunks of at most ``batch_size`` points."""
+    n = jax.tree_util.tree_leaves(xs)[0].shape[0]
+    vfn = jax.vmap(fn)
+    if batch_size is None or batch_size >= n:
+        return vfn(xs)
+    parts = [
+        vfn(jax.tree_util.tree_map(lambda a: a[lo : lo + batch_size], xs))
+        for lo in range(0, n, batch_size)
+    ]
+    return jax.tree_util.tree_map(lambda *p: jnp.concatenate(p, axis=0), *parts)
+
+
 def cast_like(tree: Any, like: Any) -> Any:
     return jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), tree, like)
 

@@ -40,6 +40,7 @@ import numpy as np
 from flax import linen, nnx
 
 from jaxplain import _contract as C
+from jaxplain import _taps
 
 __all__ = ["from_linen", "from_nnx", "OUTPUTS"]
 
@@ -319,6 +320,45 @@ def from_linen(
 # --------------------------------------------------------------------------- NNX
 
 
+class _TappedCall:
+    """Stands in for a submodule of a merged copy: calls it, then hands the output to the tap."""
+
+    def __init__(self, module: nnx.Module, path: str, tap: Callable):
+        self.module, self.path, self.tap = module, path, tap
+
+    def __call__(self, *args, **kwargs):
+        return self.tap(self.path, self.module(*args, **kwargs))
+
+    def __getattr__(self, name):  # other methods and attributes pass through
+        return getattr(self.module, name)
+
+    def __len__(self):
+        return len(self.module)
+
+    def __getitem__(self, key):
+        return self.module[key]
+
+    def __iter__(self):
+        return iter(self.module)
+
+
+def _install_tap(net: nnx.Module) -> None:
+    """If a layer tap is active (jaxplain._taps), wraps every submodule of ``net`` (a fresh copy)."""
+    tap = _taps.NNX_TAP.get()
+    if tap is None:
+        return
+    targets = [(tuple(p), m) for p, m in nnx.iter_modules(net) if p and callable(m)]
+    for path, m in sorted(targets, key=lambda pm: -len(pm[0])):
+        parent = net
+        for part in path[:-1]:
+            parent = parent[part] if isinstance(part, int) else getattr(parent, part)
+        wrapped = _TappedCall(m, "/".join(str(p) for p in path), tap)
+        if isinstance(path[-1], int):
+            parent[path[-1]] = wrapped
+        else:
+            object.__setattr__(parent, path[-1], wrapped)
+
+
 def from_nnx(
     model: nnx.Module,
     *,
@@ -403,6 +443,7 @@ def from_nnx(
 
     def score(x, target, st):
         net = nnx.merge(graphdef, st, copy=True)  # a fresh copy: nothing f does reaches `state`
+        _install_tap(net)  # layer taps (jaxplain.layers, layer=...), on this copy only
         out = net(_add_batch_axis(x, batched))
         return _select(name, _one_example(name, out, batched), target, output)
 

@@ -1,0 +1,406 @@
+"""Layer and neuron attribution: what a layer's units contribute to ``f``, and what the input
+contributes to one internal unit. Layers are reached by module path (see :mod:`jaxplain._taps`).
+
+Every factory takes either ``f`` and ``layer=`` (a module path), or ``features=`` and ``head=``
+(``features(x) -> A``, ``head(A, *args) -> scalar``). Layer attributions are shaped like the layer's
+output as the model computes it (a model called on ``x[None]`` keeps that leading axis of 1);
+neuron attributions are shaped like ``x``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+
+from jaxplain import _contract as C
+from jaxplain import _gradients as G
+from jaxplain import _taps
+
+__all__ = [
+    "layer_activation",
+    "layer_gradient_x_activation",
+    "layer_integrated_gradients",
+    "layer_conductance",
+    "internal_influence",
+    "neuron_gradient",
+    "neuron_integrated_gradients",
+    "neuron_conductance",
+]
+
+_tmap = jax.tree_util.tree_map
+
+
+def _layer_grad(sp: _taps.Split, x, args, kwargs):
+    """The layer's output ``A`` at ``x`` and ``dF/dA`` there, from one forward and one backward."""
+    act = sp.activation(x, *args, **kwargs)
+
+    def out_of(delta):
+        return sp.forward(x, lambda a: _tmap(jnp.add, a, delta), *args, **kwargs)
+
+    zero = _tmap(jnp.zeros_like, act)
+    (out, a), vjp = jax.vjp(out_of, zero)
+    _check_scalar(out)
+    (g,) = vjp((jnp.ones_like(out), _tmap(jnp.zeros_like, a)))
+    return a, g
+
+
+def _check_scalar(out):
+    if jnp.shape(out) != ():
+        raise TypeError(
+            f"f must return a scalar for one example, but it returned shape {jnp.shape(out)}; pick "
+            f"a target, e.g. f = lambda x, t: model(x)[t]."
+        )
+
+
+def _path_options(name, baseline, steps, method, batch_size, *, extra=0):
+    method = C.check_choice(name, "method", method, G.IG_METHODS)
+    steps = C.check_int(name, "steps", steps, minimum=2 if method == "riemann_trapezoid" else 1)
+    batch_size = C.check_batch_size(name, batch_size)
+    if not callable(baseline):
+        G._check_baseline_value(name, baseline)
+    alphas, weights = G.quadrature(method, steps + extra)
+    return steps, method, batch_size, alphas, weights
+
+
+def _neuron_selector(name: str, neuron: Any) -> Callable:
+    if callable(neuron):
+        return neuron
+    idx = (neuron,) if isinstance(neuron, int) else neuron
+    if (
+        not isinstance(idx, tuple)
+        or not idx
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx)
+    ):
+        raise TypeError(
+            f"jaxplain.{name}: neuron must be an index tuple into the layer's output (e.g. "
+            f"(0, 3, 4, 7) for a (1, H, W, C) activation) or a callable A -> scalar, got {neuron!r}."
+        )
+
+    def select(a):
+        if len(idx) != jnp.ndim(a):
+            raise ValueError(
+                f"jaxplain.{name}: neuron {idx} has {len(idx)} indices but the layer's output has "
+                f"shape {jnp.shape(a)}; give one index per axis."
+            )
+        return a[idx]
+
+    return select
+
+
+def layer_activation(f=None, *, layer=None, features=None, head=None) -> C.Explainer:
+    """The output of a layer, read without editing the model (Captum's ``LayerActivation``).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxplain as jx
+      >>> from jaxplain.models import SmallCNN
+      >>> model = SmallCNN(classes=4, features=(8,))
+      >>> v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+      >>> f = lambda x, t: model.apply(v, x[None])[0, t]
+      >>> jx.layer_activation(f, layer="conv0b")(jnp.ones((16, 16, 3)), 0).shape
+      (1, 16, 16, 8)
+
+    References:
+      Kokhlikyan et al. (2020), "Captum: A unified and generic model interpretability library for
+      PyTorch", arXiv:2009.07896.
+    """
+    name = "layer_activation"
+    sp = _taps.split(name, f, layer, features, head)
+    return C.make_explainer(name, f or features, sp.activation, dict(layer=layer))
+
+
+def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None) -> C.Explainer:
+    """``A * dF/dA`` at a layer (Captum's ``LayerGradientXActivation``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> w = jnp.array([1.0, -2.0])
+      >>> ex = jx.layer_gradient_x_activation(features=lambda x: 3 * x, head=lambda a: w @ a)
+      >>> ex(jnp.array([1.0, 1.0]))
+      Array([ 3., -6.], dtype=float32)
+
+    References:
+      Shrikumar et al. (2016), "Not Just a Black Box", arXiv:1605.01713 (gradient x input, here at
+      a layer).
+    """
+    name = "layer_gradient_x_activation"
+    sp = _taps.split(name, f, layer, features, head)
+
+    def core(x, *args, **kwargs):
+        a, g = _layer_grad(sp, x, args, kwargs)
+        return _tmap(jnp.multiply, a, g)
+
+    return C.make_explainer(name, f or features, core, dict(layer=layer))
+
+
+def layer_integrated_gradients(
+    f=None,
+    *,
+    layer=None,
+    features=None,
+    head=None,
+    baseline: Any = 0.0,
+    steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+    return_delta: bool = False,
+) -> C.Explainer:
+    """Integrated gradients in a layer's activation space (Captum's ``LayerIntegratedGradients``).
+
+    With ``a_x`` and ``a_b`` the layer's outputs at ``x`` and at the input baseline ``b``, the
+    attribution is ``(a_x - a_b) * integral_0^1 dF/dA(a_b + alpha (a_x - a_b)) d alpha``, where
+    ``F`` is ``f`` with the layer's output replaced. When all of ``f``'s dependence on ``x`` flows
+    through the layer, the attributions sum to ``f(x) - f(b)`` (``return_delta=True`` reports the
+    gap). Options as in :func:`jaxplain.integrated_gradients`; ``baseline`` is an INPUT baseline.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.layer_integrated_gradients(features=lambda x: 2 * x, head=lambda a: jnp.sum(a ** 2))
+      >>> ex(jnp.array([1.0, 3.0])).round(4)  # IG of sum(a^2) from 0 is a^2
+      Array([ 4., 36.], dtype=float32)
+
+    References:
+      Sundararajan, Taly & Yan (2017), "Axiomatic Attribution for Deep Networks", ICML;
+      Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    name = "layer_integrated_gradients"
+    sp = _taps.split(name, f, layer, features, head)
+    steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
+
+    def core(x, *args, **kwargs):
+        b = C.broadcast_like(name, "baseline", baseline, x)
+        a_x = sp.activation(x, *args, **kwargs)
+        a_b = sp.activation(b, *args, **kwargs)
+        diff = _tmap(jnp.subtract, a_x, a_b)
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(a_x))
+
+        def weighted_grad(aw):
+            al, w = aw
+            point = _tmap(lambda ab, d: ab + al.astype(d.dtype) * d, a_b, diff)
+            g = jax.grad(lambda a: sp.rest(x, a, *args, **kwargs))(point)
+            return _tmap(lambda gg: w.astype(gg.dtype) * gg, g)
+
+        pts = (jnp.asarray(alphas64, dtype), jnp.asarray(weights64, dtype))
+        attr = _tmap(jnp.multiply, diff, C.chunked_sum(weighted_grad, pts, batch_size=batch_size))
+        if not return_delta:
+            return attr
+        total = sum(jnp.sum(l) for l in jax.tree_util.tree_leaves(attr))
+        gap = sp.forward(x, None, *args, **kwargs)[0] - sp.forward(b, None, *args, **kwargs)[0]
+        return attr, total - gap
+
+    options = dict(layer=layer, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
+    return C.make_explainer(name, f or features, core, options)
+
+
+def layer_conductance(
+    f=None,
+    *,
+    layer=None,
+    features=None,
+    head=None,
+    baseline: Any = 0.0,
+    steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+) -> C.Explainer:
+    """Conductance of a layer's units along the input path (Captum's ``LayerConductance``).
+
+    Moves along the straight input path ``b + alpha (x - b)`` at ``steps + 1`` points
+    ``alpha_0..alpha_n`` of the quadrature rule and sums, per unit,
+    ``(A(alpha_{k+1}) - A(alpha_k)) * dF/dA(alpha_k)``: the flow of the prediction's change through
+    each unit. The sum over units approximates ``f(x) - f(b)`` (exactly in the limit, when all
+    dependence flows through the layer).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.layer_conductance(features=lambda x: 2 * x, head=lambda a: jnp.sum(a), steps=4,
+      ...                           method="riemann_trapezoid")
+      >>> ex(jnp.array([1.0, 3.0]))  # linear head: the change of each unit
+      Array([2., 6.], dtype=float32)
+
+    References:
+      Dhamdhere, Sundararajan & Yan (2018), "How Important Is a Neuron?", arXiv:1805.12233.
+    """
+    name = "layer_conductance"
+    sp = _taps.split(name, f, layer, features, head)
+    steps, method, batch_size, alphas64, _ = _path_options(name, baseline, steps, method, batch_size, extra=1)
+
+    def core(x, *args, **kwargs):
+        b = C.broadcast_like(name, "baseline", baseline, x)
+        diff = _tmap(jnp.subtract, x, b)
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+
+        def at(al):
+            point = _tmap(lambda bb, d: bb + al.astype(d.dtype) * d, b, diff)
+            return _layer_grad(sp, point, args, kwargs)
+
+        a, g = C.chunked_map(at, jnp.asarray(alphas64, dtype), batch_size=batch_size)
+        return _tmap(lambda aa, gg: jnp.sum((aa[1:] - aa[:-1]) * gg[:-1], axis=0), a, g)
+
+    options = dict(layer=layer, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
+    return C.make_explainer(name, f or features, core, options)
+
+
+def internal_influence(
+    f=None,
+    *,
+    layer=None,
+    features=None,
+    head=None,
+    baseline: Any = 0.0,
+    steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+) -> C.Explainer:
+    """Internal (distributional) influence of a layer's units (Captum's ``InternalInfluence``).
+
+    Leino et al. define the influence of an internal slice ``z`` on a quantity of interest ``F``
+    under a distribution of interest ``P`` as ``E_{x ~ P}[dF/dz(x)]``. This explainer takes ``P``
+    uniform on the straight path from ``b`` to ``x`` (Captum's choice):
+    ``integral_0^1 dF/dA(b + alpha (x - b)) d alpha``. The other pieces are ordinary JAX:
+
+    * the quantity of interest is ``f``: a class score ``lambda x, t: logits(x)[t]``, or the
+      comparative ``lambda x, a, c: logits(x)[a] - logits(x)[c]`` ("class a rather than c");
+    * a distribution of interest over one class or a dataset is a mean over examples:
+      ``jnp.mean(jax.vmap(explainer)(xs, ts), axis=0)`` (with ``baseline=x`` itself, ``steps=1``
+      gives the plain gradient at each example).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.internal_influence(features=lambda x: 2 * x, head=lambda a: jnp.sum(a ** 2))
+      >>> ex(jnp.array([1.0, 3.0])).round(4)  # mean of 2 a over the path = a_x
+      Array([2., 6.], dtype=float32)
+
+    References:
+      Leino, Sen, Datta, Fredrikson & Li (2018), "Influence-Directed Explanations for Deep
+      Convolutional Networks", IEEE International Test Conference.
+    """
+    name = "internal_influence"
+    sp = _taps.split(name, f, layer, features, head)
+    steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
+
+    def core(x, *args, **kwargs):
+        b = C.broadcast_like(name, "baseline", baseline, x)
+        diff = _tmap(jnp.subtract, x, b)
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+
+        def weighted_grad(aw):
+            al, w = aw
+            point = _tmap(lambda bb, d: bb + al.astype(d.dtype) * d, b, diff)
+            return _tmap(lambda gg: w.astype(gg.dtype) * gg, _layer_grad(sp, point, args, kwargs)[1])
+
+        pts = (jnp.asarray(alphas64, dtype), jnp.asarray(weights64, dtype))
+        return C.chunked_sum(weighted_grad, pts, batch_size=batch_size)
+
+    options = dict(layer=layer, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
+    return C.make_explainer(name, f or features, core, options)
+
+
+def _neuron_fn(name, f, layer, features, head, neuron):
+    sp = _taps.split(name, f, layer, features, head)
+    select = _neuron_selector(name, neuron)
+    return sp, lambda x, *args, **kwargs: select(sp.activation(x, *args, **kwargs))
+
+
+def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None) -> C.Explainer:
+    """The gradient of one internal unit with respect to the input (Captum's ``NeuronGradient``).
+
+    ``neuron`` is an index tuple into the layer's output (one index per axis, the leading batch
+    axis of 1 included when the model is called on ``x[None]``) or a callable ``A -> scalar``
+    (e.g. ``lambda a: a[0, :, :, 7].mean()`` for a whole channel).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.neuron_gradient(features=lambda x: x ** 2, head=jnp.sum, neuron=(1,))
+      >>> ex(jnp.array([1.0, 3.0]))
+      Array([0., 6.], dtype=float32)
+
+    References:
+      Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    name = "neuron_gradient"
+    _, unit = _neuron_fn(name, f, layer, features, head, neuron)
+    return C.make_explainer(name, f or features, jax.grad(unit), dict(layer=layer, neuron=neuron))
+
+
+def neuron_integrated_gradients(
+    f=None,
+    *,
+    layer=None,
+    neuron,
+    features=None,
+    head=None,
+    baseline: Any = 0.0,
+    steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+) -> C.Explainer:
+    """Integrated gradients of one internal unit with respect to the input (Captum's
+    ``NeuronIntegratedGradients``): :func:`jaxplain.integrated_gradients` of ``x -> A(x)[neuron]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.neuron_integrated_gradients(features=lambda x: x ** 2, head=jnp.sum, neuron=(1,))
+      >>> ex(jnp.array([1.0, 3.0])).round(4)
+      Array([0., 9.], dtype=float32)
+
+    References:
+      Sundararajan, Taly & Yan (2017), "Axiomatic Attribution for Deep Networks", ICML.
+    """
+    name = "neuron_integrated_gradients"
+    _, unit = _neuron_fn(name, f, layer, features, head, neuron)
+    ig = G.integrated_gradients(unit, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
+    options = dict(layer=layer, neuron=neuron, **ig.options)
+    return C.make_explainer(name, f or features, ig._fn, options)
+
+
+def neuron_conductance(
+    f=None,
+    *,
+    layer=None,
+    neuron,
+    features=None,
+    head=None,
+    baseline: Any = 0.0,
+    steps: int = 50,
+    method: str = "gausslegendre",
+    batch_size: int | None = None,
+) -> C.Explainer:
+    """Conductance of the input through one internal unit (Captum's ``NeuronConductance``):
+    ``(x - b) * integral_0^1 dF/dn * dn/dx (b + alpha (x - b)) d alpha`` for the unit ``n``.
+    Summed over the input, it is the unit's conductance: its share of ``f(x) - f(b)``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.neuron_conductance(features=lambda x: 2 * x, head=lambda a: jnp.sum(a ** 2),
+      ...                            neuron=(1,))
+      >>> ex(jnp.array([1.0, 3.0])).round(4)  # only x_1 flows through unit 1: (2 * 3)^2
+      Array([ 0., 36.], dtype=float32)
+
+    References:
+      Dhamdhere, Sundararajan & Yan (2018), "How Important Is a Neuron?", arXiv:1805.12233.
+    """
+    name = "neuron_conductance"
+    sp, unit = _neuron_fn(name, f, layer, features, head, neuron)
+    select = _neuron_selector(name, neuron)
+    steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
+
+    def core(x, *args, **kwargs):
+        b = C.broadcast_like(name, "baseline", baseline, x)
+        diff = _tmap(jnp.subtract, x, b)
+        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+
+        def weighted(aw):
+            al, w = aw
+            point = _tmap(lambda bb, d: bb + al.astype(d.dtype) * d, b, diff)
+            dF_dn = select(_layer_grad(sp, point, args, kwargs)[1])
+            dn_dx = jax.grad(unit)(point, *args, **kwargs)
+            return _tmap(lambda g: (w * dF_dn).astype(g.dtype) * g, dn_dx)
+
+        pts = (jnp.asarray(alphas64, dtype), jnp.asarray(weights64, dtype))
+        return C.cast_like(_tmap(jnp.multiply, diff, C.chunked_sum(weighted, pts, batch_size=batch_size)), x)
+
+    options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=steps, method=method,
+                   batch_size=batch_size)
+    return C.make_explainer(name, f or features, core, options)

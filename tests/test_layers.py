@@ -1,0 +1,176 @@
+"""Layer taps, layer and neuron attribution: axioms at the layer, references, Linen = NNX, errors."""
+
+import doctest
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import jaxplain as jx
+from jaxplain import _layers, _taps
+from jaxplain import flax as jxf
+
+
+class MLP(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        h = nn.softplus(nn.Dense(6, name="fc1")(x))
+        h = nn.tanh(nn.Dense(5, name="fc2")(h))
+        return nn.Dense(3, name="out")(h)
+
+
+class MLPNNX(nnx.Module):
+    def __init__(self, rngs):
+        self.fc1 = nnx.Linear(4, 6, rngs=rngs)
+        self.fc2 = nnx.Linear(6, 5, rngs=rngs)
+        self.out = nnx.Linear(5, 3, rngs=rngs)
+
+    def __call__(self, x):
+        return self.out(nnx.tanh(self.fc2(nnx.softplus(self.fc1(x)))))
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    model = MLP()
+    v = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+    f = lambda x, t: model.apply(v, x[None])[0, t]
+    net = MLPNNX(nnx.Rngs(0))
+    for name in ("fc1", "fc2", "out"):  # same weights in NNX
+        getattr(net, name).kernel.set_value(v["params"][name]["kernel"])
+        getattr(net, name).bias.set_value(v["params"][name]["bias"])
+    xs = jax.random.normal(jax.random.key(1), (5, 4))
+    return model, v, f, jxf.from_nnx(net), xs
+
+
+def test_doctests_run():
+    assert doctest.testmod(_layers).failed == 0
+    assert doctest.testmod(_taps).failed == 0
+
+
+def test_layers_lists_paths_and_shapes(mlp):
+    _, _, f, f_nnx, xs = mlp
+    assert jx.layers(f, xs[0], 1) == {"fc1": (1, 6), "fc2": (1, 5), "out": (1, 3)}
+    assert jx.layers(f_nnx, xs[0], 1) == {"fc1": (1, 6), "fc2": (1, 5), "out": (1, 3)}
+
+
+def test_activation_matches_capture_intermediates(mlp):
+    model, v, f, f_nnx, xs = mlp
+    _, state = model.apply(v, xs[:1], capture_intermediates=True, mutable=["intermediates"])
+    ref = state["intermediates"]["fc2"]["__call__"][0]
+    np.testing.assert_allclose(jx.layer_activation(f, layer="fc2")(xs[0], 0), ref, rtol=1e-6)
+    np.testing.assert_allclose(jx.layer_activation(f_nnx, layer="fc2")(xs[0], 0), ref, rtol=1e-5)
+
+
+def test_layer_gradient_x_activation_reference(mlp):
+    model, v, f, _, xs = mlp
+    x = xs[0]
+    p = v["params"]
+    dense = lambda h, name: h @ p[name]["kernel"] + p[name]["bias"]
+    a = dense(jax.nn.softplus(dense(x[None], "fc1")), "fc2")
+    head = lambda a: dense(jnp.tanh(a), "out")[0, 2]
+    np.testing.assert_allclose(
+        jx.layer_gradient_x_activation(f, layer="fc2")(x, 2), a * jax.grad(head)(a), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize("framework", ["linen", "nnx"])
+def test_layer_ig_completeness_and_linen_equals_nnx(mlp, framework):
+    _, _, f, f_nnx, xs = mlp
+    g = f if framework == "linen" else f_nnx
+    attr, delta = jx.layer_integrated_gradients(g, layer="fc1", steps=64, return_delta=True)(xs[0], 1)
+    gap = f(xs[0], 1) - f(jnp.zeros(4), 1)
+    assert attr.shape == (1, 6)
+    assert abs(float(delta)) <= 1e-3 * abs(float(gap))
+    np.testing.assert_allclose(float(jnp.sum(attr)), float(gap), rtol=1e-3)
+    other = jx.layer_integrated_gradients(f, layer="fc1", steps=64)(xs[0], 1)
+    np.testing.assert_allclose(attr, other, rtol=1e-4, atol=1e-6)
+
+
+def test_layer_conductance_completeness_and_neuron_split(mlp):
+    _, _, f, _, xs = mlp
+    x = xs[1]
+    gap = float(f(x, 0) - f(jnp.zeros(4), 0))
+    cond = jx.layer_conductance(f, layer="fc2", steps=256, method="riemann_trapezoid")(x, 0)
+    np.testing.assert_allclose(float(jnp.sum(cond)), gap, rtol=2e-3)
+    # The conductance of one unit is the sum over the input of its neuron conductance.
+    for j in range(5):
+        nc = jx.neuron_conductance(f, layer="fc2", neuron=(0, j), steps=256, method="riemann_middle")(x, 0)
+        assert nc.shape == x.shape
+        np.testing.assert_allclose(float(jnp.sum(nc)), float(cond[0, j]), rtol=5e-3, atol=1e-4)
+
+
+def test_internal_influence_is_path_mean_of_layer_gradient(mlp):
+    _, _, f, _, xs = mlp
+    x = xs[2]
+    sp = _taps.split("t", f, "fc1", None, None)
+    a_grad = lambda z: jax.grad(lambda a: sp.rest(z, a, 2))(sp.activation(z, 2))
+    ref = sum(a_grad((k + 0.5) / 40 * x) for k in range(40)) / 40  # slow midpoint rule
+    ours = jx.internal_influence(f, layer="fc1", steps=40, method="riemann_middle")(x, 2)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
+    # baseline = x and one step: the plain layer gradient at x.
+    np.testing.assert_allclose(
+        jx.internal_influence(f, layer="fc1", baseline=lambda z: z, steps=1)(x, 2), a_grad(x), rtol=1e-6
+    )
+
+
+def test_neuron_gradient_and_ig(mlp):
+    _, _, f, _, xs = mlp
+    x = xs[3]
+    sp = _taps.split("t", f, "fc2", None, None)
+    unit = lambda z: sp.activation(z, 0)[0, 3]
+    np.testing.assert_allclose(jx.neuron_gradient(f, layer="fc2", neuron=(0, 3))(x, 0), jax.grad(unit)(x), rtol=1e-6)
+    nig = jx.neuron_integrated_gradients(f, layer="fc2", neuron=(0, 3), steps=64)(x, 0)
+    np.testing.assert_allclose(float(jnp.sum(nig)), float(unit(x) - unit(jnp.zeros(4))), rtol=1e-4)
+    # A callable selector (a whole channel) is the same as summing index selectors.
+    both = jx.neuron_gradient(f, layer="fc2", neuron=lambda a: a[0, 3] + a[0, 1])(x, 0)
+    np.testing.assert_allclose(
+        both,
+        jx.neuron_gradient(f, layer="fc2", neuron=(0, 3))(x, 0) + jx.neuron_gradient(f, layer="fc2", neuron=(0, 1))(x, 0),
+        rtol=1e-5,
+    )
+
+
+def test_plain_function_form():
+    w1 = jnp.array([[1.0, -1.0], [2.0, 0.5]])
+    features = lambda x: jnp.tanh(x @ w1)
+    head = lambda a, t: a[t] * 3.0
+    f = lambda x, t: head(features(x), t)
+    x = jnp.array([0.3, -0.7])
+    sp = _taps.split("t", None, None, features, head)
+    np.testing.assert_allclose(sp.activation(x, 1), features(x))
+    lig = jx.layer_integrated_gradients(features=features, head=head, steps=32)(x, 1)
+    np.testing.assert_allclose(float(jnp.sum(lig)), float(f(x, 1) - f(jnp.zeros(2), 1)), rtol=1e-4)
+
+
+def test_jit_vmap_per_example_targets(mlp):
+    _, _, f, f_nnx, xs = mlp
+    ts = jnp.array([0, 1, 2, 0, 1])
+    for ex in (
+        jx.layer_gradient_x_activation(f, layer="fc2"),
+        jx.layer_integrated_gradients(f_nnx, layer="fc1", steps=8, batch_size=3),
+        jx.layer_conductance(f, layer="fc1", steps=8),
+        jx.internal_influence(f, layer="fc2", steps=8),
+        jx.neuron_conductance(f, layer="fc1", neuron=(0, 2), steps=8),
+    ):
+        out = jax.jit(jax.vmap(ex))(xs, ts)
+        loop = jnp.stack([ex(xs[i], ts[i]) for i in range(5)])
+        np.testing.assert_allclose(out, loop, rtol=1e-5, atol=1e-6, err_msg=ex.method)
+
+
+def test_errors(mlp):
+    _, _, f, _, xs = mlp
+    with pytest.raises(ValueError, match=r"no layer 'fc9' was called inside f. Valid layer paths: 'fc1', 'fc2', 'out'"):
+        jx.layer_activation(f, layer="fc9")(xs[0], 0)
+    with pytest.raises(TypeError, match="layer must be the path"):
+        jx.layer_activation(f, layer=3)
+    with pytest.raises(TypeError, match="not both"):
+        jx.layer_activation(f, layer="fc1", features=lambda x: x, head=jnp.sum)
+    with pytest.raises(TypeError, match="neuron must be an index tuple"):
+        jx.neuron_gradient(f, layer="fc1", neuron=1.5)
+    with pytest.raises(ValueError, match=r"neuron \(3,\) has 1 indices but the layer's output has shape \(1, 6\)"):
+        jx.neuron_gradient(f, layer="fc1", neuron=(3,))(xs[0], 0)
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        jx.layer_conductance(f, layer="fc1", steps=0)
