@@ -144,8 +144,8 @@ def test_ig_baseline_forms_agree():
 
 @pytest.mark.parametrize("batch_size", [1, 3, 7, 2])
 def test_chunking_equals_all_at_once(batch_size):
-    # steps=41 with batch_size=2 runs 20 chunks in a lax.scan plus a remainder of 1.
-    steps = 41 if batch_size == 2 else 10
+    # steps=133 with batch_size=2 runs 66 chunks in a lax.scan plus a remainder of 1.
+    steps = 133 if batch_size == 2 else 10
     f = cnn_f(init_cnn(jax.random.key(10)), "softplus")
     x = jax.random.normal(jax.random.key(11), (8, 8, 3))
     whole = jx.integrated_gradients(f, steps=steps)(x, 1)
