@@ -22,28 +22,51 @@ from jaxplain import flax as jxf
 
 
 class Entry(NamedTuple):
-    """One gallery column: a name and ``build(f, ctx) -> explainer`` (``ctx``: the demo's data)."""
+    """One gallery column: a name, ``build(f, ctx) -> explainer`` (``ctx``: the demo's data) and an
+    optional ``show(attribution, (H, W)) -> array`` that turns it into an image-sized map (e.g. a
+    layer attribution summed over channels and resized)."""
 
     name: str
     build: Callable
+    show: Callable | None = None
 
 
-GALLERY = [
-    Entry("gradient", lambda f, ctx: jx.gradient(f)),
-    Entry("saliency", lambda f, ctx: jx.saliency(f)),
-    Entry("gradient x input", lambda f, ctx: jx.gradient_x_input(f)),
-    Entry("integrated gradients", lambda f, ctx: jx.integrated_gradients(f, steps=32, batch_size=8)),
-    Entry("smoothgrad", lambda f, ctx: jx.smoothgrad(jx.gradient(f), samples=16, sigma=0.15)),
-    Entry("smoothgrad sq", lambda f, ctx: jx.smoothgrad(jx.gradient(f), samples=16, kind="smoothgrad_sq")),
-    Entry("vargrad", lambda f, ctx: jx.smoothgrad(jx.gradient(f), samples=16, kind="vargrad")),
-    Entry("expected gradients", lambda f, ctx: jx.expected_gradients(f, baselines=ctx["references"], samples=32)),
-    Entry("gradient shap", lambda f, ctx: jx.gradient_shap(f, baselines=ctx["references"])),
-]
+def _channel_sum(a, size):  # (1, h, w, C) layer attribution -> channel sum, resized to `size`
+    return np.asarray(jax.image.resize(a.reshape(a.shape[-3:]).sum(-1), size, "bilinear"))
+
+
+_LAYER = "conv1b"  # SmallCNN's last convolution
+_NEURON = (0, 8, 8, 0)  # one unit of it: channel 0 at the centre
+
+#: The demo's galleries, one PNG each: {family: [Entry, ...]}. Each family adds its methods here.
+GALLERY = {
+    "gradients": [
+        Entry("gradient", lambda f, ctx: jx.gradient(f)),
+        Entry("saliency", lambda f, ctx: jx.saliency(f)),
+        Entry("gradient x input", lambda f, ctx: jx.gradient_x_input(f)),
+        Entry("integrated gradients", lambda f, ctx: jx.integrated_gradients(f, steps=32, batch_size=8)),
+        Entry("smoothgrad", lambda f, ctx: jx.smoothgrad(jx.gradient(f), samples=16, sigma=0.15)),
+        Entry("smoothgrad sq", lambda f, ctx: jx.smoothgrad(jx.gradient(f), samples=16, kind="smoothgrad_sq")),
+        Entry("vargrad", lambda f, ctx: jx.smoothgrad(jx.gradient(f), samples=16, kind="vargrad")),
+        Entry("expected gradients", lambda f, ctx: jx.expected_gradients(f, baselines=ctx["references"], samples=32)),
+        Entry("gradient shap", lambda f, ctx: jx.gradient_shap(f, baselines=ctx["references"])),
+    ],
+    "layers": [
+        Entry("layer activation", lambda f, ctx: jx.layer_activation(f, layer=_LAYER), _channel_sum),
+        Entry("layer grad x act", lambda f, ctx: jx.layer_gradient_x_activation(f, layer=_LAYER), _channel_sum),
+        Entry("layer IG", lambda f, ctx: jx.layer_integrated_gradients(f, layer=_LAYER, steps=16), _channel_sum),
+        Entry("layer conductance", lambda f, ctx: jx.layer_conductance(f, layer=_LAYER, steps=16), _channel_sum),
+        Entry("internal influence", lambda f, ctx: jx.internal_influence(f, layer=_LAYER, steps=16), _channel_sum),
+        Entry("neuron gradient", lambda f, ctx: jx.neuron_gradient(f, layer=_LAYER, neuron=_NEURON)),
+        Entry("neuron IG", lambda f, ctx: jx.neuron_integrated_gradients(f, layer=_LAYER, neuron=_NEURON, steps=16)),
+        Entry("neuron conductance", lambda f, ctx: jx.neuron_conductance(f, layer=_LAYER, neuron=_NEURON, steps=16)),
+    ],
+}
 
 
 def _parse(argv):
     p = argparse.ArgumentParser(prog="python -m jaxplain", description=__doc__.splitlines()[0])
-    p.add_argument("--out", default="gallery/jaxplain-gallery.png", help="where to write the PNG")
+    p.add_argument("--out", default="gallery", help="folder for the gallery PNGs (one per family)")
     p.add_argument("--train", type=int, default=3000, help="training images")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--images", type=int, default=6, help="test images in the gallery")
@@ -53,7 +76,7 @@ def _parse(argv):
 
 
 def main(argv=None) -> dict:
-    """Runs the demo; returns ``{"accuracy", "path", "attributions": {name: (N, H, W, C) array}}``."""
+    """Runs the demo; returns ``{"accuracy", "paths", "attributions": {method name: array}}``."""
     args = _parse(argv)
     if args.quick:
         args.train, args.epochs, args.images = 128, 1, min(args.images, 2)
@@ -75,19 +98,25 @@ def main(argv=None) -> dict:
     targets = jnp.asarray(test.labels[: args.images])
     ctx = {"references": jnp.asarray(train.images[:64])}
     keys = jax.random.split(k_explain, args.images)
-    attributions = {}
-    for entry in GALLERY:
-        explainer = entry.build(f, ctx)
-        batched = jax.jit(jax.vmap(explainer))
-        t0 = time.perf_counter()
-        out = batched(xs, targets, key=keys) if explainer.needs_key else batched(xs, targets)
-        attributions[entry.name] = np.asarray(out)
-        print(f"  {entry.name:<22s} {time.perf_counter() - t0:6.2f} s")
+    attributions, paths = {}, []
     labels = [f"{data.CLASSES[int(t)]}" for t in targets]
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    plot.gallery(np.asarray(xs), attributions, labels=labels, path=args.out)
-    print(f"wrote {args.out}")
-    return {"accuracy": acc, "path": args.out, "attributions": attributions}
+    os.makedirs(args.out, exist_ok=True)
+    for family, entries in GALLERY.items():
+        shown = {}
+        for entry in entries:
+            explainer = entry.build(f, ctx)
+            batched = jax.jit(jax.vmap(explainer))
+            t0 = time.perf_counter()
+            out = batched(xs, targets, key=keys) if explainer.needs_key else batched(xs, targets)
+            out = np.asarray(out)
+            attributions[entry.name] = out
+            shown[entry.name] = np.stack([entry.show(a, xs.shape[1:3]) for a in out]) if entry.show else out
+            print(f"  {family:<10s} {entry.name:<22s} {time.perf_counter() - t0:6.2f} s")
+        path = os.path.join(args.out, f"{family}.png")
+        plot.gallery(np.asarray(xs), shown, labels=labels, path=path)
+        paths.append(path)
+        print(f"wrote {path}")
+    return {"accuracy": acc, "paths": paths, "attributions": attributions}
 
 
 if __name__ == "__main__":
