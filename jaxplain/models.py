@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Callable, Sequence
 
 import flax.linen as nn
@@ -62,7 +63,7 @@ def accuracy(model: nn.Module, variables: Any, images, labels, *, batch_size: in
       >>> 0.0 <= accuracy(m, v, jnp.zeros((4, 16, 16, 3)), jnp.zeros(4, int)) <= 1.0
       True
     """
-    predict = jax.jit(lambda x: jnp.argmax(model.apply(variables, x), -1))
+    predict = jax.jit(lambda x: jnp.argmax(model.apply(variables, x), -1))  # train defaults off
     hits = 0
     for lo in range(0, len(images), batch_size):
         hits += int(jnp.sum(predict(images[lo : lo + batch_size]) == labels[lo : lo + batch_size]))
@@ -109,19 +110,29 @@ def train_classifier(
             f"{len(images)} images and {len(labels)} labels."
         )
     k_init, k_shuffle = jax.random.split(key)
+    # Models with BatchNorm take `train` (jaxplain.zoo.ResNet): train mode updates batch_stats.
+    has_train = "train" in inspect.signature(type(model).__call__).parameters
     variables = model.init(k_init, images[:1])
+    params = variables["params"]
+    state = {k: v for k, v in variables.items() if k != "params"}
     tx = optax.adam(learning_rate)
-    opt_state = tx.init(variables)
+    opt_state = tx.init(params)
 
     @jax.jit
-    def step(variables, opt_state, x, y):
-        def loss_fn(v):
-            logits = model.apply(v, x)
-            return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+    def step(params, state, opt_state, x, y):
+        def loss_fn(p):
+            if has_train:
+                logits, new_state = model.apply(
+                    {"params": p, **state}, x, train=True, mutable=list(state)
+                )
+            else:
+                logits, new_state = model.apply({"params": p, **state}, x), state
+            loss = optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+            return loss, new_state
 
-        loss, grads = jax.value_and_grad(loss_fn)(variables)
-        updates, opt_state = tx.update(grads, opt_state, variables)
-        return optax.apply_updates(variables, updates), opt_state, loss
+        (loss, state), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), dict(state), opt_state, loss
 
     n_batches = len(images) // batch_size or 1
     bar = tqdm(total=epochs * n_batches, desc="training", unit="batch", disable=not progress)
@@ -129,9 +140,9 @@ def train_classifier(
         order = np.asarray(jax.random.permutation(jax.random.fold_in(k_shuffle, epoch), len(images)))
         for b in range(n_batches):
             idx = order[b * batch_size : (b + 1) * batch_size]
-            variables, opt_state, loss = step(variables, opt_state, images[idx], labels[idx])
+            params, state, opt_state, loss = step(params, state, opt_state, images[idx], labels[idx])
             bar.update(1)
             if b % 10 == 0:
                 bar.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
     bar.close()
-    return variables
+    return {"params": params, **state}

@@ -51,3 +51,15 @@ def test_training_bad_input():
     with pytest.raises(ValueError, match="as many labels as images"):
         models.train_classifier(models.SmallCNN(), jnp.zeros((3, 16, 16, 3)), jnp.zeros(2, int),
                                 key=jax.random.key(0))
+
+
+def test_training_updates_batchnorm_statistics():
+    from jaxplain import zoo
+
+    d = data.shapes(64, size=16, seed=0)
+    model = zoo.ResNet(features=(4,), classes=4)
+    v = models.train_classifier(model, d.images, d.labels, key=jax.random.key(0), epochs=1,
+                                batch_size=32, progress=False)
+    init = model.init(jax.random.key(0), d.images[:1])
+    moved = jax.tree_util.tree_map(lambda a, b: float(jnp.abs(a - b).max()), v["batch_stats"], init["batch_stats"])
+    assert max(jax.tree_util.tree_leaves(moved)) > 1e-3
