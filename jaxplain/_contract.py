@@ -44,6 +44,18 @@ class Explainer:
       f: the explained function (or, for wrappers such as ``smoothgrad``, the wrapped explainer).
       options: the keyword options the transform was built with.
       needs_key: whether calls must pass ``key=`` (the method is random).
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.integrated_gradients(lambda v: jnp.sum(v ** 2), steps=4)
+      >>> ex.method, ex.options["steps"], ex.needs_key
+      ('integrated_gradients', 4, False)
+      >>> jax.jit(jax.vmap(ex))(jnp.ones((3, 2))).shape
+      (3, 2)
+
+    References:
+      The function-transform design follows ``jax.grad``: Bradbury et al. (2018), "JAX: composable
+      transformations of Python+NumPy programs", http://github.com/jax-ml/jax.
     """
 
     __slots__ = ("_fn", "method", "f", "options", "needs_key")

@@ -62,6 +62,9 @@ def accuracy(model: nn.Module, variables: Any, images, labels, *, batch_size: in
       >>> v = m.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
       >>> 0.0 <= accuracy(m, v, jnp.zeros((4, 16, 16, 3)), jnp.zeros(4, int)) <= 1.0
       True
+
+    References:
+      The standard top-1 accuracy of image classification, e.g. Krizhevsky, Sutskever & Hinton (2012), NeurIPS.
     """
     predict = jax.jit(lambda x: jnp.argmax(model.apply(variables, x), -1))  # train defaults off
     hits = 0

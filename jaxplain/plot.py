@@ -286,6 +286,9 @@ def smooth(a: Any, sigma: float) -> np.ndarray:
       >>> s = smooth(m, 1.0)
       >>> round(float(s.sum()), 6), bool(s[2, 2] < 1.0), bool(s[2, 1] > 0)
       (1.0, True, True)
+
+    References:
+      xai-lecture-10-cnns (the seed lecture): Gaussian smoothing of gradient maps before overlaying; Smilkov et al. (2017), "SmoothGrad", arXiv:1706.03825, on visual noise in gradient maps.
     """
     sigma = C.check_float("plot.smooth", "sigma", sigma, minimum=0.0)
     a = _array("smooth", "a", a)
@@ -323,6 +326,9 @@ def normalize(a: Any, *, signed: bool) -> np.ndarray:
       [0.0, 0.5, 1.0]
       >>> normalize(np.zeros(3), signed=True).tolist()
       [0.0, 0.0, 0.0]
+
+    References:
+      Montavon, Samek & Mueller (2018), "Methods for interpreting and understanding deep neural networks", Digital Signal Processing 73 (heat-map scaling conventions).
     """
     signed = _check_bool("normalize", "signed", signed)
     a = _array("normalize", "a", a)

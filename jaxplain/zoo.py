@@ -324,6 +324,9 @@ class MLPNNX(nnx.Module):
       >>> model = MLPNNX(features=(8,), classes=3, in_shape=(4, 4, 3), rngs=nnx.Rngs(0))
       >>> model.dense0.kernel.shape, model(jnp.zeros((2, 4, 4, 3))).shape
       ((48, 8), (2, 3))
+
+    References:
+      Rumelhart, Hinton & Williams (1986), "Learning representations by back-propagating errors", Nature 323.
     """
 
     def __init__(
@@ -388,6 +391,9 @@ class VGGNNX(nnx.Module):
       >>> model = VGGNNX(features=(4, 8), classes=3, rngs=nnx.Rngs(0))
       >>> model.stage1.conv1.kernel.shape, model(jnp.zeros((2, 8, 8, 3))).shape
       ((3, 3, 8, 8), (2, 3))
+
+    References:
+      Simonyan & Zisserman (2015), "Very Deep Convolutional Networks for Large-Scale Image Recognition", ICLR; Lin, Chen & Yan (2014), "Network In Network" (global average pooling).
     """
 
     def __init__(
@@ -590,6 +596,9 @@ def linen_to_nnx(linen_module: nn.Module, variables: Mapping, nnx_model: nnx.Mod
       Traceback (most recent call last):
         ...
       ValueError: jaxplain.zoo.linen_to_nnx: ... at 'params/head/kernel': shape (4, 3) ...
+
+    References:
+      Flax documentation, "Migrating from Haiku/Linen to NNX" (variable collections params and batch_stats map to nnx.Param and nnx.BatchStat).
     """
     name = "zoo.linen_to_nnx"
     if not isinstance(linen_module, nn.Module):
@@ -714,6 +723,9 @@ def make(name: str, framework: str = "linen", **kwargs: Any) -> nn.Module | nnx.
       )
       >>> type(make("resnet", "nnx", features=(4,), rngs=nnx.Rngs(0))).__name__
       'ResNetNNX'
+
+    References:
+      Simonyan & Zisserman (2015), ICLR (VGG); He, Zhang, Ren & Sun (2016), "Deep Residual Learning for Image Recognition", CVPR (ResNet).
     """
     name = C.check_choice("zoo.make", "name", name, NAMES)
     framework = C.check_choice("zoo.make", "framework", framework, ("linen", "nnx"))
