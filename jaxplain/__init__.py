@@ -11,6 +11,9 @@ Example:
   [500.0, 25.0]
 """
 
+from jaxplain._cam import cam as cam
+from jaxplain._cam import grad_cam as grad_cam
+from jaxplain._cam import grad_cam_plus_plus as grad_cam_plus_plus
 from jaxplain._contract import Explainer as Explainer
 from jaxplain._gradients import expected_gradients as expected_gradients
 from jaxplain._gradients import gradient as gradient
@@ -34,6 +37,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Explainer",
+    "cam",
+    "grad_cam",
+    "grad_cam_plus_plus",
     "expected_gradients",
     "gradient",
     "gradient_shap",

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxplain as jx
-from jaxplain import data, models, plot
+from jaxplain import data, models, plot, zoo
 from jaxplain import flax as jxf
 
 
@@ -35,8 +35,9 @@ def _channel_sum(a, size):  # (1, h, w, C) layer attribution -> channel sum, res
     return np.asarray(jax.image.resize(a.reshape(a.shape[-3:]).sum(-1), size, "bilinear"))
 
 
-_LAYER = "conv1b"  # SmallCNN's last convolution
-_NEURON = (0, 8, 8, 0)  # one unit of it: channel 0 at the centre
+_LAYER = "stage1/conv1"  # the VGG's last convolution (its output before the ReLU)
+_FEATURES = "stage1"  # the last stage's output: the ReLU feature maps that feed GAP + head
+_NEURON = (0, 8, 8, 0)  # one unit of _LAYER: channel 0 at the centre
 
 #: The demo's galleries, one PNG each: {family: [Entry, ...]}. Each family adds its methods here.
 GALLERY = {
@@ -60,6 +61,11 @@ GALLERY = {
         Entry("neuron gradient", lambda f, ctx: jx.neuron_gradient(f, layer=_LAYER, neuron=_NEURON)),
         Entry("neuron IG", lambda f, ctx: jx.neuron_integrated_gradients(f, layer=_LAYER, neuron=_NEURON, steps=16)),
         Entry("neuron conductance", lambda f, ctx: jx.neuron_conductance(f, layer=_LAYER, neuron=_NEURON, steps=16)),
+    ],
+    "cam": [
+        Entry("CAM", lambda f, ctx: jx.cam(f, layer=_FEATURES)),
+        Entry("Grad-CAM", lambda f, ctx: jx.grad_cam(f, layer=_FEATURES)),
+        Entry("Grad-CAM++", lambda f, ctx: jx.grad_cam_plus_plus(f, layer=_FEATURES)),
     ],
 }
 
@@ -85,12 +91,12 @@ def main(argv=None) -> dict:
     start = time.perf_counter()
     train = data.shapes(args.train, seed=args.seed)
     test = data.shapes(max(200, args.images), seed=args.seed + 1)
-    model = models.SmallCNN(classes=len(data.CLASSES))
+    model = zoo.VGG(features=(16, 32), classes=len(data.CLASSES))
     variables = models.train_classifier(
         model, train.images, train.labels, key=k_train, epochs=args.epochs
     )
     acc = models.accuracy(model, variables, test.images, test.labels)
-    print(f"trained SmallCNN on {args.train} shapes in {time.perf_counter() - start:.1f} s: "
+    print(f"trained a VGG-style CNN on {args.train} shapes in {time.perf_counter() - start:.1f} s: "
           f"test accuracy {acc:.1%}")
 
     f = jxf.from_linen(model, variables)  # f(x, target) -> logit of target for one image

@@ -94,11 +94,11 @@ def layer_activation(f=None, *, layer=None, features=None, head=None) -> C.Expla
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxplain as jx
-      >>> from jaxplain.models import SmallCNN
-      >>> model = SmallCNN(classes=4, features=(8,))
+      >>> from jaxplain.zoo import VGG
+      >>> model = VGG(features=(8,), classes=4)
       >>> v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
       >>> f = lambda x, t: model.apply(v, x[None])[0, t]
-      >>> jx.layer_activation(f, layer="conv0b")(jnp.ones((16, 16, 3)), 0).shape
+      >>> jx.layer_activation(f, layer="stage0/conv1")(jnp.ones((16, 16, 3)), 0).shape
       (1, 16, 16, 8)
 
     References:

@@ -76,11 +76,11 @@ def layers(f: Callable, x, *args, **kwargs) -> dict[str, Any]:
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxplain as jx
-      >>> from jaxplain.models import SmallCNN
-      >>> model = SmallCNN(classes=4, features=(8,))
+      >>> from jaxplain.zoo import VGG
+      >>> model = VGG(features=(8,), classes=4)
       >>> v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
       >>> jx.layers(lambda x, t: model.apply(v, x[None])[0, t], jnp.zeros((16, 16, 3)), 0)
-      {'conv0a': (1, 16, 16, 8), 'conv0b': (1, 16, 16, 8), 'head': (1, 4)}
+      {'stage0/conv0': (1, 16, 16, 8), 'stage0/conv1': (1, 16, 16, 8), 'stage0': (1, 16, 16, 8), 'head': (1, 4)}
 
     References:
       Flax Linen ``intercept_methods``; Captum's layer attribution API (Kokhlikyan et al. 2020,

@@ -1,4 +1,4 @@
-"""Small models for the demo and the tests, and a plain Optax training loop for them."""
+"""A plain Optax training loop for the classifiers of :mod:`jaxplain.zoo`, and their accuracy."""
 
 from __future__ import annotations
 
@@ -12,44 +12,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-__all__ = ["SmallCNN", "train_classifier", "accuracy"]
-
-
-class SmallCNN(nn.Module):
-    """A VGG-style CNN: pairs of 3x3 convolutions, average pooling between the pairs, global
-    average pooling and one dense layer (so CAM applies). Input (N, H, W, C), output logits.
-
-    Attributes:
-      classes: number of output logits.
-      features: channels of each conv pair.
-      act: the activation (``nn.relu``; a smooth one such as ``nn.softplus`` for IG tests).
-
-    Example:
-      >>> import jax, jax.numpy as jnp
-      >>> from jaxplain.models import SmallCNN
-      >>> model = SmallCNN(classes=4)
-      >>> variables = model.init(jax.random.key(0), jnp.zeros((1, 32, 32, 3)))
-      >>> model.apply(variables, jnp.zeros((2, 32, 32, 3))).shape
-      (2, 4)
-
-    References:
-      Simonyan & Zisserman (2015), "Very Deep Convolutional Networks for Large-Scale Image
-      Recognition", ICLR; Lin, Chen & Yan (2014), "Network In Network" (global average pooling).
-    """
-
-    classes: int = 4
-    features: Sequence[int] = (16, 32)
-    act: Callable = nn.relu
-
-    @nn.compact
-    def __call__(self, x):
-        for i, width in enumerate(self.features):
-            if i:
-                x = nn.avg_pool(x, (2, 2), (2, 2))
-            x = self.act(nn.Conv(width, (3, 3), name=f"conv{i}a")(x))
-            x = self.act(nn.Conv(width, (3, 3), name=f"conv{i}b")(x))
-        x = jnp.mean(x, axis=(1, 2))
-        return nn.Dense(self.classes, name="head")(x)
+__all__ = ["train_classifier", "accuracy"]
 
 
 def accuracy(model: nn.Module, variables: Any, images, labels, *, batch_size: int = 512) -> float:
@@ -57,8 +20,9 @@ def accuracy(model: nn.Module, variables: Any, images, labels, *, batch_size: in
 
     Example:
       >>> import jax, jax.numpy as jnp
-      >>> from jaxplain.models import SmallCNN, accuracy
-      >>> m = SmallCNN(classes=2)
+      >>> from jaxplain.models import accuracy
+      >>> from jaxplain.zoo import VGG
+      >>> m = VGG(features=(4,), classes=2)
       >>> v = m.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
       >>> 0.0 <= accuracy(m, v, jnp.zeros((4, 16, 16, 3)), jnp.zeros(4, int)) <= 1.0
       True
@@ -96,12 +60,13 @@ def train_classifier(
     Example:
       >>> import jax
       >>> from jaxplain.data import shapes
-      >>> from jaxplain.models import SmallCNN, train_classifier
+      >>> from jaxplain.models import train_classifier
+      >>> from jaxplain.zoo import VGG
       >>> d = shapes(64, size=16)
-      >>> v = train_classifier(SmallCNN(features=(4,)), d.images, d.labels, key=jax.random.key(0),
-      ...                      epochs=1, progress=False)
+      >>> v = train_classifier(VGG(features=(4,), classes=4), d.images, d.labels,
+      ...                      key=jax.random.key(0), epochs=1, progress=False)
       >>> sorted(v["params"])
-      ['conv0a', 'conv0b', 'head']
+      ['head', 'stage0']
 
     References:
       Kingma & Ba (2015), "Adam: A Method for Stochastic Optimization", ICLR.

@@ -14,7 +14,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
 
-from captum.attr import InternalInfluence, LayerConductance, LayerIntegratedGradients  # noqa: E402
+from captum.attr import (  # noqa: E402
+    InternalInfluence,
+    LayerConductance,
+    LayerGradCam,
+    LayerIntegratedGradients,
+)
 
 import jaxplain as jx  # noqa: E402
 import twins  # noqa: E402  (benchmarks/, put on sys.path by tests/parity/conftest.py)
@@ -92,3 +97,18 @@ def test_layer_conductance_matches_captum(setup):
 def test_internal_influence_matches_captum(setup):
     theirs = _theirs(InternalInfluence, setup, baselines=0.0)
     _close(_ours(lambda *a, **k: jx.internal_influence(*a, **k, steps=STEPS), setup), theirs)
+
+
+def test_grad_cam_matches_layer_grad_cam(setup):
+    features, head, f_linen, torch_model, xs, ts = setup
+    x = torch.tensor(twins.nhwc_to_nchw(xs))
+    theirs = LayerGradCam(torch_model, torch_model.conv3).attribute(x, target=torch.tensor(ts))
+    theirs = theirs.detach().numpy()[:, 0]  # (N, 1, h, w) -> (N, h, w); relu_attributions=False
+    ours = jax.jit(jax.vmap(jx.grad_cam(features=features, head=head, relu=False, upsample=False)))(
+        jnp.asarray(xs), jnp.asarray(ts)
+    )
+    by_path = jax.jit(jax.vmap(jx.grad_cam(f_linen, layer="conv3", relu=False, upsample=False)))(
+        jnp.asarray(xs), jnp.asarray(ts)
+    )
+    _close(np.asarray(ours), theirs)
+    _close(np.asarray(by_path), theirs)
