@@ -14,6 +14,7 @@ Example:
 from jaxplain._cam import cam as cam
 from jaxplain._cam import grad_cam as grad_cam
 from jaxplain._cam import grad_cam_plus_plus as grad_cam_plus_plus
+from jaxplain._cam import guided_grad_cam as guided_grad_cam
 from jaxplain._contract import Explainer as Explainer
 from jaxplain._gradients import expected_gradients as expected_gradients
 from jaxplain._gradients import gradient as gradient
@@ -24,6 +25,8 @@ from jaxplain._gradients import quadrature as quadrature
 from jaxplain._gradients import saliency as saliency
 from jaxplain._gradients import smoothgrad as smoothgrad
 from jaxplain._layers import internal_influence as internal_influence
+from jaxplain._modified_backprop import deconvnet as deconvnet
+from jaxplain._modified_backprop import guided_backprop as guided_backprop
 from jaxplain._layers import layer_activation as layer_activation
 from jaxplain._layers import layer_conductance as layer_conductance
 from jaxplain._layers import layer_gradient_x_activation as layer_gradient_x_activation
@@ -38,12 +41,15 @@ __version__ = "0.1.0"
 __all__ = [
     "Explainer",
     "cam",
+    "deconvnet",
     "grad_cam",
     "grad_cam_plus_plus",
     "expected_gradients",
     "gradient",
     "gradient_shap",
     "gradient_x_input",
+    "guided_backprop",
+    "guided_grad_cam",
     "integrated_gradients",
     "internal_influence",
     "layer_activation",

@@ -66,6 +66,9 @@ GALLERY = {
         Entry("CAM", lambda f, ctx: jx.cam(f, layer=_FEATURES)),
         Entry("Grad-CAM", lambda f, ctx: jx.grad_cam(f, layer=_FEATURES)),
         Entry("Grad-CAM++", lambda f, ctx: jx.grad_cam_plus_plus(f, layer=_FEATURES)),
+        Entry("guided Grad-CAM", lambda f, ctx: jx.guided_grad_cam(f, layer=_FEATURES)),
+        Entry("guided backprop", lambda f, ctx: jx.guided_backprop(f)),
+        Entry("deconvnet", lambda f, ctx: jx.deconvnet(f)),
     ],
 }
 

@@ -16,8 +16,9 @@ import numpy as np
 from jaxplain import _contract as C
 from jaxplain import _taps
 from jaxplain._layers import _layer_grad
+from jaxplain._modified_backprop import relu_rule_gradient
 
-__all__ = ["cam", "grad_cam", "grad_cam_plus_plus"]
+__all__ = ["cam", "grad_cam", "grad_cam_plus_plus", "guided_grad_cam"]
 
 
 def _check_flags(name, upsample, relu):
@@ -37,12 +38,12 @@ def _spatial(name, a):
     return a.reshape(jnp.shape(a)[-3:])
 
 
-def _finish(m, x, upsample, relu):
+def _finish(m, x, upsample, relu, interpolation="bilinear"):
     if relu:
         m = jax.nn.relu(m)
     if upsample:
         size = jnp.shape(x)[:2]
-        m = jax.image.resize(m, size, "bilinear").astype(m.dtype)
+        m = jax.image.resize(m, size, interpolation).astype(m.dtype)
     return m
 
 
@@ -194,3 +195,41 @@ def _check_gap_dense(name, sp, x, args, kwargs, layer):
             + " (so something else follows it). Use jaxplain.grad_cam, which needs no such head, "
             "or tap the last convolution before the GAP + dense head."
         )
+
+
+def guided_grad_cam(
+    f=None, *, layer=None, features=None, head=None, interpolation: str = "nearest"
+) -> C.Explainer:
+    """Guided Grad-CAM: guided backpropagation times the Grad-CAM map resized to the input.
+
+    ``attribution = guided_backprop(x) * resize(relu(grad_cam(x)))``, the map broadcast over the
+    input's channels; shaped like ``x`` (``(H, W, C)``). Captum's ``GuidedGradCam`` resizes with
+    nearest-neighbour interpolation, the default here; ``interpolation="bilinear"`` smooths it.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxplain as jx
+      >>> from jaxplain.zoo import VGG
+      >>> model = VGG(features=(8,), classes=4)
+      >>> v = model.init(jax.random.key(0), jnp.zeros((1, 16, 16, 3)))
+      >>> f = lambda x, t: model.apply(v, x[None])[0, t]
+      >>> jx.guided_grad_cam(f, layer="stage0")(jnp.ones((16, 16, 3)), 2).shape
+      (16, 16, 3)
+
+    References:
+      Selvaraju et al. (2017), "Grad-CAM", ICCV (section 3.1, Guided Grad-CAM); Springenberg et
+      al. (2015), "Striving for Simplicity: The All Convolutional Net", ICLR workshop.
+    """
+    name = "guided_grad_cam"
+    C.check_choice(name, "interpolation", interpolation, ("nearest", "bilinear"))
+    sp = _taps.split(name, f, layer, features, head)
+    full = f if f is not None else (lambda x, *a, **k: head(features(x), *a, **k))
+    guided = relu_rule_gradient(full, "guided")
+
+    def core(x, *args, **kwargs):
+        a, g = _layer_grad(sp, x, args, kwargs)
+        a, g = _spatial(name, a), _spatial(name, g)
+        m = _finish(jnp.einsum("hwk,k->hw", a, g.mean(axis=(0, 1))), x, True, True, interpolation)
+        gb = guided(x, *args, **kwargs)
+        return gb * m.reshape(m.shape + (1,) * (gb.ndim - 2)).astype(gb.dtype)
+
+    return C.make_explainer(name, f or features, core, dict(layer=layer, interpolation=interpolation))

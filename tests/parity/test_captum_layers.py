@@ -15,6 +15,9 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
 
 from captum.attr import (  # noqa: E402
+    Deconvolution,
+    GuidedBackprop,
+    GuidedGradCam,
     InternalInfluence,
     LayerConductance,
     LayerGradCam,
@@ -112,3 +115,26 @@ def test_grad_cam_matches_layer_grad_cam(setup):
     )
     _close(np.asarray(ours), theirs)
     _close(np.asarray(by_path), theirs)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [(jx.guided_backprop, GuidedBackprop), (jx.deconvnet, Deconvolution)],
+    ids=["guided_backprop", "deconvnet"],
+)
+def test_modified_relu_backprop_matches_captum(setup, ours, theirs):
+    _, _, f_linen, torch_model, xs, ts = setup
+    x = torch.tensor(twins.nhwc_to_nchw(xs))
+    ref = theirs(torch_model).attribute(x, target=torch.tensor(ts)).detach().numpy().transpose(0, 2, 3, 1)
+    out = jax.jit(jax.vmap(ours(f_linen)))(jnp.asarray(xs), jnp.asarray(ts))
+    _close(np.asarray(out), ref)
+    assert not np.allclose(out, jax.vmap(jx.gradient(f_linen))(jnp.asarray(xs), jnp.asarray(ts)))
+
+
+def test_guided_grad_cam_matches_captum(setup):
+    features, head, f_linen, torch_model, xs, ts = setup
+    x = torch.tensor(twins.nhwc_to_nchw(xs))
+    ref = GuidedGradCam(torch_model, torch_model.conv3).attribute(x, target=torch.tensor(ts))
+    ref = ref.detach().numpy().transpose(0, 2, 3, 1)
+    for ex in (jx.guided_grad_cam(f_linen, layer="conv3"), jx.guided_grad_cam(features=features, head=head)):
+        _close(np.asarray(jax.jit(jax.vmap(ex))(jnp.asarray(xs), jnp.asarray(ts))), ref)

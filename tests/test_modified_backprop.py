@@ -1,0 +1,49 @@
+"""Guided backpropagation and deconvnet: the ReLU backward rules, found in f by tracing."""
+
+import doctest
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxplain as jx
+from jaxplain import _modified_backprop
+
+
+def test_doctests_run():
+    assert doctest.testmod(_modified_backprop).failed == 0
+
+
+def _net(relu):
+    w1 = jax.random.normal(jax.random.key(0), (5, 7))
+    w2 = jax.random.normal(jax.random.key(1), (7, 3))
+    return w1, w2, lambda x, t: (relu(x @ w1) @ w2)[t]
+
+
+def test_rules_against_a_hand_written_backward_pass():
+    for relu in (jax.nn.relu, nn.relu, lambda z: jnp.maximum(z, 0.0), lambda z: jnp.maximum(0.0, z)):
+        w1, w2, f = _net(relu)
+        x = jax.random.normal(jax.random.key(2), (5,))
+        z = x @ w1
+        g = w2[:, 1]
+        guided = w1 @ jnp.where((z > 0) & (g > 0), g, 0.0)
+        deconv = w1 @ jnp.maximum(g, 0.0)
+        np.testing.assert_allclose(jx.guided_backprop(f)(x, 1), guided, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(jx.deconvnet(f)(x, 1), deconv, rtol=1e-5, atol=1e-6)
+
+
+def test_without_relu_it_is_the_gradient_and_other_activations_are_untouched():
+    w = jnp.array([[1.0, -2.0], [0.5, 3.0]])
+    f = lambda x: jnp.sum(jnp.tanh(x @ w) * jnp.array([1.0, -1.0]))
+    x = jnp.array([0.3, -0.4])
+    np.testing.assert_allclose(jx.guided_backprop(f)(x), jax.grad(f)(x), rtol=1e-6)
+
+
+def test_jit_vmap_equals_loop():
+    _, _, f = _net(jax.nn.relu)
+    xs = jax.random.normal(jax.random.key(3), (4, 5))
+    ts = jnp.array([0, 1, 2, 0])
+    for ex in (jx.guided_backprop(f), jx.deconvnet(f)):
+        out = jax.jit(jax.vmap(ex))(xs, ts)
+        np.testing.assert_allclose(out, jnp.stack([ex(xs[i], ts[i]) for i in range(4)]), rtol=1e-5, atol=1e-6)
