@@ -35,11 +35,15 @@ from jaxplain._layers import neuron_conductance as neuron_conductance
 from jaxplain._layers import neuron_gradient as neuron_gradient
 from jaxplain._layers import neuron_integrated_gradients as neuron_integrated_gradients
 from jaxplain._taps import layers as layers
+from jaxplain._tsne import TSNE as TSNE
+from jaxplain._tsne import tsne as tsne
+from jaxplain import similarity as similarity
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Explainer",
+    "TSNE",
     "cam",
     "deconvnet",
     "grad_cam",
@@ -62,5 +66,7 @@ __all__ = [
     "neuron_integrated_gradients",
     "quadrature",
     "saliency",
+    "similarity",
     "smoothgrad",
+    "tsne",
 ]

@@ -125,7 +125,33 @@ def main(argv=None) -> dict:
         plot.gallery(np.asarray(xs), shown, labels=labels, path=path)
         paths.append(path)
         print(f"wrote {path}")
+    paths.append(_tsne_gallery(model, variables, args, k_explain))
     return {"accuracy": acc, "paths": paths, "attributions": attributions}
+
+
+def _tsne_gallery(model, variables, args, key) -> str:
+    """t-SNE of the CNN's penultimate features (the GAP of the last stage) on held-out images."""
+    import matplotlib.pyplot as plt
+
+    n = 150 if args.quick else 1000
+    held_out = data.shapes(n, seed=args.seed + 2)
+    f = jxf.from_linen(model, variables)
+    maps = jax.jit(jax.vmap(jx.layer_activation(f, layer=_FEATURES)))(
+        jnp.asarray(held_out.images), jnp.zeros(n, jnp.int32)
+    )
+    features = jnp.mean(maps, axis=(1, 2, 3))  # (n, channels): what the dense head sees
+    t0 = time.perf_counter()
+    quick = dict(n_iter=100, early_exaggeration_iter=50) if args.quick else {}
+    y = jx.tsne(features, key=key, perplexity=30.0, **quick)
+    print(f"  tsne       {n} points                {time.perf_counter() - t0:6.2f} s")
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    plot.scatter(np.asarray(y), held_out.labels, ax=ax, class_names=list(data.CLASSES),
+                 title="t-SNE of the CNN's penultimate features")
+    path = os.path.join(args.out, "tsne.png")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    print(f"wrote {path}")
+    return path
 
 
 if __name__ == "__main__":

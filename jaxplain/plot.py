@@ -47,6 +47,7 @@ import numpy as np
 from scipy import ndimage
 
 from jaxplain import _contract as C
+from jaxplain._tsne.plot import scatter as scatter
 
 __all__ = [
     "REDUCTIONS",
@@ -57,6 +58,7 @@ __all__ = [
     "heatmap",
     "overlay",
     "gallery",
+    "scatter",
 ]
 
 REDUCTIONS = ("abs_max", "abs_sum", "sum_abs", "sum", "l2")

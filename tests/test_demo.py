@@ -11,6 +11,7 @@ def test_demo_quick_run_writes_the_gallery(tmp_path):
         png = tmp_path / "g" / f"{family}.png"
         assert png.exists() and png.stat().st_size > 10_000
         assert str(png) in result["paths"]
+    assert (tmp_path / "g" / "tsne.png").exists()
     names = [e.name for entries in demo.GALLERY.values() for e in entries]
     assert list(result["attributions"]) == names
     for name, attr in result["attributions"].items():
