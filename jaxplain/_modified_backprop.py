@@ -1,26 +1,41 @@
 """Modified backpropagation through ReLUs: guided backpropagation and deconvnet.
 
-No hooks: ``f`` is traced to a jaxpr, and a small interpreter evaluates it with every ReLU
-(``jax.nn.relu``, ``flax.linen.relu``, or ``max(x, 0)``) replaced by a ``jax.custom_vjp`` ReLU whose
-backward pass follows the method's rule; the gradient of that program is the attribution. Calls
-into ``jit`` and ``custom_jvp`` sub-programs are interpreted too; ReLUs inside loops (``scan``,
-``while``) or other higher-order primitives keep their ordinary gradient.
+No hooks and no model changes: ``f`` is traced to a jaxpr (``jax.make_jaxpr``), and a small
+interpreter evaluates that program again with every ReLU replaced by a ``jax.custom_vjp`` ReLU
+whose backward pass follows the method's rule; the gradient of the re-evaluated program is the
+attribution. The forward values are unchanged.
+
+What counts as a ReLU: ``jax.nn.relu`` (also reached as ``flax.linen.relu`` and ``nnx.relu``; in the
+jaxpr a ``custom_jvp_call`` whose program is ``max(x, 0)``) and a plain ``max`` of a floating array
+with a scalar zero literal (``jnp.maximum(x, 0)``, ``jnp.maximum(0.0, x)``). The interpreter looks
+inside ``jit`` calls, ``closed_call``, ``jax.checkpoint`` (``remat``), ``lax.cond``/``lax.switch``
+branches and ``lax.scan`` bodies (``flax.linen.scan`` included). It leaves alone, with a warning
+when they hold a ReLU, loops it cannot re-run (``lax.while_loop``, which reverse-mode
+differentiation rejects anyway) and other higher-order primitives. Functions with a derivative rule
+of their own (``jax.custom_jvp``/``jax.custom_vjp``, e.g. ``jax.nn.relu6``) keep that rule. Other
+spellings of a ReLU (``jnp.where(x > 0, x, 0)``, ``x * (x > 0)``, ``jnp.clip(x, 0)``) are not
+recognized and keep their ordinary gradient.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+import functools
+import warnings
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.extend import core as jcore
 
 from jaxplain import _contract as C
 
-__all__ = ["guided_backprop", "deconvnet", "relu_rule_gradient"]
+__all__ = ["guided_backprop", "deconvnet", "relu_rule_gradient", "RULES"]
 
 
-def _make_relu(backward: Callable) -> Callable:
+def _make_relu(name: str, backward: Callable) -> Callable:
+    """A ReLU whose forward is ``max(x, 0)`` and whose backward is ``backward(x, g)``."""
+
     @jax.custom_vjp
     def relu(x):
         return jnp.maximum(x, 0)
@@ -29,38 +44,110 @@ def _make_relu(backward: Callable) -> Callable:
         return jnp.maximum(x, 0), x
 
     def bwd(x, g):
-        return (backward(x, g),)
+        return (backward(x, g).astype(g.dtype),)
 
     relu.defvjp(fwd, bwd)
+    relu.__name__ = f"{name}_relu"
     return relu
 
 
-RULES = {
-    # Springenberg et al.: pass only positive gradients through units that were active.
-    "guided": _make_relu(lambda x, g: jnp.where((x > 0) & (g > 0), g, 0).astype(g.dtype)),
-    # Zeiler & Fergus: the backward pass rectifies the signal, ignoring the forward activation.
-    "deconvnet": _make_relu(lambda x, g: jnp.maximum(g, 0).astype(g.dtype)),
+#: The backward rules, ``g_in = rule(x, g_out)`` for ``relu(x)``.
+RULES: dict[str, Callable] = {
+    # Springenberg et al.: only positive signal, only through units that were active.
+    "guided": _make_relu("guided", lambda x, g: jnp.where((x > 0) & (g > 0), g, 0)),
+    # Zeiler & Fergus: the backward pass is rectified, whatever the unit's forward activation.
+    "deconvnet": _make_relu("deconvnet", lambda x, g: jnp.maximum(g, 0)),
 }
+
+# Primitives that call a sub-program once with the equation's operands (the sub-program is in the
+# "jaxpr" or "call_jaxpr" parameter).
+_CALLS = ("jit", "pjit", "closed_call", "core_call")
+_REMAT = ("remat2", "checkpoint", "remat")
+# Primitives with a derivative rule of their own: bound as they are, rule kept.
+_CUSTOM = ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "custom_lin")
 
 
 def _is_zero_literal(v) -> bool:
-    return isinstance(v, jcore.Literal) and jnp.ndim(v.val) == 0 and float(v.val) == 0.0
-
-
-def _is_relu_jaxpr(closed) -> bool:
-    eqns = closed.jaxpr.eqns
-    if len(eqns) != 1:
+    if not isinstance(v, jcore.Literal):
         return False
-    e = eqns[0]
-    if e.primitive.name == "max":
-        return any(_is_zero_literal(v) for v in e.invars)
-    if e.primitive.name in ("jit", "pjit", "closed_call"):
-        return _is_relu_jaxpr(e.params["jaxpr"] if "jaxpr" in e.params else e.params["call_jaxpr"])
+    val = np.asarray(v.val)
+    return val.ndim == 0 and val.dtype.kind in "iuf" and float(val) == 0.0
+
+
+def _is_float_var(v) -> bool:
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
+
+
+def _open(j):
+    return j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j
+
+
+def _subjaxprs(params: dict) -> list:
+    """The (open) sub-programs held in an equation's parameters."""
+    out = []
+    for value in params.values():
+        for item in value if isinstance(value, (tuple, list)) else (value,):
+            if isinstance(item, (jcore.ClosedJaxpr, jcore.Jaxpr)):
+                out.append(_open(item))
+    return out
+
+
+def _is_relu_program(jaxpr) -> bool:
+    """True for a program that is exactly ``max(x, 0)`` (possibly inside nested ``jit`` calls)."""
+    jaxpr = _open(jaxpr)
+    if len(jaxpr.invars) != 1 or len(jaxpr.eqns) != 1 or len(jaxpr.outvars) != 1:
+        return False
+    eqn = jaxpr.eqns[0]
+    if eqn.outvars[0] is not jaxpr.outvars[0]:
+        return False
+    if _relu_operand(eqn) is not None:
+        return eqn.invars[_relu_operand(eqn)] is jaxpr.invars[0]
+    if eqn.primitive.name in _CALLS:
+        subs = _subjaxprs(eqn.params)
+        return len(subs) == 1 and eqn.invars == [jaxpr.invars[0]] and _is_relu_program(subs[0])
     return False
 
 
-def _eval(jaxpr, consts, args, relu: Callable):
-    env = {}
+def _relu_operand(eqn) -> int | None:
+    """The position of the ReLU's input if ``eqn`` is a ReLU, else None."""
+    name = eqn.primitive.name
+    if name == "max" and len(eqn.invars) == 2:
+        for k in (0, 1):
+            if _is_zero_literal(eqn.invars[1 - k]) and _is_float_var(eqn.invars[k]):
+                return k
+        return None
+    if name == "custom_jvp_call" and len(eqn.invars) == 1 and _is_float_var(eqn.invars[0]):
+        if _is_relu_program(eqn.params["call_jaxpr"]):
+            return 0
+    return None
+
+
+def _contains_relu(jaxpr, memo: dict) -> bool:
+    key = id(jaxpr)
+    if key not in memo:
+        memo[key] = False  # guards against cycles; programs are acyclic, so this is never read
+        memo[key] = any(
+            _relu_operand(eqn) is not None
+            or (
+                eqn.primitive.name not in _CUSTOM
+                and any(_contains_relu(sub, memo) for sub in _subjaxprs(eqn.params))
+            )
+            for eqn in jaxpr.eqns
+        )
+    return memo[key]
+
+
+def _bind(eqn, invals):
+    params = eqn.primitive.get_bind_params(eqn.params)  # as jax.core.eval_jaxpr does
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*invals, **params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _eval(jaxpr, consts, args, relu: Callable, memo: dict) -> list:
+    """Evaluates ``jaxpr`` with every ReLU replaced by ``relu``."""
+    env: dict = {}
 
     def read(v):
         return v.val if isinstance(v, jcore.Literal) else env[v]
@@ -72,27 +159,81 @@ def _eval(jaxpr, consts, args, relu: Callable):
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
         name = eqn.primitive.name
-        if name == "max" and len(invals) == 2 and any(_is_zero_literal(v) for v in eqn.invars):
-            other = invals[1] if _is_zero_literal(eqn.invars[0]) else invals[0]
-            outs = [relu(other)]
-        elif name == "custom_jvp_call" and _is_relu_jaxpr(eqn.params["call_jaxpr"]):
-            outs = [relu(invals[-1])]
-        elif name == "custom_jvp_call":
-            sub = eqn.params["call_jaxpr"]
-            outs = _eval(sub.jaxpr, sub.consts, invals, relu)
-        elif name in ("jit", "pjit") and "jaxpr" in eqn.params:
-            sub = eqn.params["jaxpr"]
-            outs = _eval(sub.jaxpr, sub.consts, invals, relu)
+        k = _relu_operand(eqn)
+        if k is not None:
+            outs = [relu(invals[k])]
+        elif name in _CUSTOM or not any(_contains_relu(s, memo) for s in _subjaxprs(eqn.params)):
+            outs = _bind(eqn, invals)
+        elif name in _CALLS:
+            sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+            outs = _eval_closed(sub, invals, relu, memo)
+        elif name in _REMAT:
+            body = functools.partial(_eval_closed, eqn.params["jaxpr"], relu=relu, memo=memo)
+            outs = jax.checkpoint(
+                lambda *a: body(list(a)),
+                prevent_cse=eqn.params.get("prevent_cse", True),
+                policy=eqn.params.get("policy"),
+            )(*invals)
+        elif name == "cond":
+            branches = [
+                functools.partial(lambda br, *ops: _eval_closed(br, list(ops), relu, memo), br)
+                for br in eqn.params["branches"]
+            ]
+            outs = jax.lax.switch(invals[0], branches, *invals[1:])
+        elif name == "scan":
+            outs = _eval_scan(eqn, invals, relu, memo)
         else:
-            out = eqn.primitive.bind(*invals, **eqn.params)
-            outs = out if eqn.primitive.multiple_results else [out]
+            warnings.warn(
+                f"jaxplain: a ReLU inside the higher-order primitive {name!r} keeps its ordinary "
+                f"gradient (the modified backward rule reaches ReLUs in jit, checkpoint, cond and "
+                f"scan only).",
+                stacklevel=2,
+            )
+            outs = _bind(eqn, invals)
         for v, o in zip(eqn.outvars, outs):
             env[v] = o
     return [read(v) for v in jaxpr.outvars]
 
 
-def relu_rule_gradient(f: Callable, rule: str) -> Callable:
-    """``grad(f)`` with every ReLU's backward pass replaced by ``rule`` ("guided" or "deconvnet").
+def _eval_closed(closed, args, relu, memo):
+    if isinstance(closed, jcore.ClosedJaxpr):
+        return _eval(closed.jaxpr, closed.consts, args, relu, memo)
+    return _eval(closed, [], args, relu, memo)
+
+
+def _eval_scan(eqn, invals, relu, memo):
+    p = eqn.params
+    nc, nk = p["num_consts"], p["num_carry"]
+    consts, init, xs = invals[:nc], invals[nc : nc + nk], invals[nc + nk :]
+
+    def step(carry, x):
+        outs = _eval_closed(p["jaxpr"], [*consts, *carry, *x], relu, memo)
+        return list(outs[:nk]), list(outs[nk:])
+
+    carry, ys = jax.lax.scan(
+        step, list(init), list(xs), length=p["length"], reverse=p["reverse"], unroll=p["unroll"]
+    )
+    return [*carry, *ys]
+
+
+def _is_dynamic(leaf: Any) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
+
+
+def relu_rule_gradient(f: Callable, rule: str, method: str | None = None) -> Callable:
+    """``jax.grad(f)`` with every ReLU's backward pass replaced by ``rule``.
+
+    ``f`` is traced with ``jax.make_jaxpr`` on each call (so inside ``jit``/``vmap`` once per
+    compilation) and re-evaluated with :data:`RULES` ``[rule]`` ReLUs; see the module's notes for
+    what counts as a ReLU.
+
+    Args:
+      f: ``f(x, *args) -> scalar`` for one example.
+      rule: ``"guided"`` (``g * (x > 0) * (g > 0)``) or ``"deconvnet"`` (``relu(g)``).
+      method: the public method name used in error messages (default: ``rule``).
+
+    Returns:
+      ``gradient(x, *args)`` shaped like ``x``.
 
     Example:
       >>> import jax.numpy as jnp
@@ -103,37 +244,46 @@ def relu_rule_gradient(f: Callable, rule: str) -> Callable:
 
     References:
       Springenberg, Dosovitskiy, Brox & Riedmiller (2015), "Striving for Simplicity: The All
-      Convolutional Net", ICLR workshop.
+      Convolutional Net", ICLR workshop; Zeiler & Fergus (2014), "Visualizing and Understanding
+      Convolutional Networks", ECCV.
     """
+    method = method or rule
+    C.check_choice(method, "rule", rule, tuple(RULES))
     relu = RULES[rule]
 
     def modified(x, *args, **kwargs):
-        flat, tree = jax.tree_util.tree_flatten((x, args, kwargs))
+        leaves, tree = jax.tree_util.tree_flatten((x, args, kwargs))
+        dynamic = [i for i, leaf in enumerate(leaves) if _is_dynamic(leaf)]
 
-        def g(*leaves):
-            xx, aa, kk = jax.tree_util.tree_unflatten(tree, leaves)
+        def g(*dyn):
+            full = list(leaves)
+            for i, d in zip(dynamic, dyn):
+                full[i] = d
+            xx, aa, kk = jax.tree_util.tree_unflatten(tree, full)
             return f(xx, *aa, **kk)
 
-        closed = jax.make_jaxpr(g)(*flat)
-        (out,) = _eval(closed.jaxpr, closed.consts, flat, relu)
-        return out
+        dyn = [leaves[i] for i in dynamic]
+        closed, shapes = jax.make_jaxpr(g, return_shape=True)(*dyn)
+        outs = _eval(closed.jaxpr, closed.consts, dyn, relu, {})
+        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), outs)
 
-    def gradient(x, *args, **kwargs):
-        return jax.grad(C.scalar_output(rule, modified))(x, *args, **kwargs)
-
-    return gradient
+    return jax.grad(C.scalar_output(method, modified))
 
 
 def guided_backprop(f: Callable) -> C.Explainer:
     """Guided backpropagation: the gradient with each ReLU passing back only positive signal
-    through active units, ``g_in = g_out * (x > 0) * (g_out > 0)`` (Captum's ``GuidedBackprop``).
+    through active units, ``g_in = g_out * (x > 0) * (g_out > 0)``.
+
+    Equals Captum's ``GuidedBackprop`` on a model whose ReLUs are ``nn.ReLU`` modules. ReLUs are
+    found by tracing ``f``; see :mod:`jaxplain._modified_backprop` for what counts as one. Without
+    ReLUs the result is the plain gradient.
 
     Args:
-      f: ``f(x, *args) -> scalar`` for one example; its ReLUs (``jax.nn.relu``,
-        ``flax.linen.relu``, ``max(x, 0)``) are found by tracing, no model changes needed.
+      f: ``f(x, *args) -> scalar`` for one example; its ReLUs (``jax.nn.relu``, ``flax.linen.relu``,
+        ``jnp.maximum(x, 0)``) need no model changes.
 
     Returns:
-      ``explain(x, *args)`` shaped like ``x``.
+      ``explain(x, *args)`` shaped like ``x``; composes with ``jax.jit`` and ``jax.vmap``.
 
     Example:
       >>> import jax.numpy as jnp, jaxplain as jx
@@ -144,15 +294,27 @@ def guided_backprop(f: Callable) -> C.Explainer:
 
     References:
       Springenberg, Dosovitskiy, Brox & Riedmiller (2015), "Striving for Simplicity: The All
-      Convolutional Net", ICLR workshop.
+      Convolutional Net", ICLR workshop, arXiv:1412.6806 (2014).
     """
     C.check_callable("guided_backprop", "f", f)
-    return C.make_explainer("guided_backprop", f, relu_rule_gradient(f, "guided"), {})
+    return C.make_explainer(
+        "guided_backprop", f, relu_rule_gradient(f, "guided", "guided_backprop"), {}
+    )
 
 
 def deconvnet(f: Callable) -> C.Explainer:
-    """Deconvnet: the gradient with each ReLU rectifying the backward signal, ``g_in = relu(g_out)``,
-    whatever the unit's activation (Captum's ``Deconvolution``).
+    """Deconvnet: the gradient with each ReLU rectifying the backward signal,
+    ``g_in = relu(g_out)``, whatever the unit's forward activation.
+
+    Equals Captum's ``Deconvolution`` on a model whose ReLUs are ``nn.ReLU`` modules. Like Captum,
+    only the ReLUs change; convolutions pass the signal back with their own (transposed) weights
+    and pooling layers with their ordinary gradient.
+
+    Args:
+      f: ``f(x, *args) -> scalar`` for one example.
+
+    Returns:
+      ``explain(x, *args)`` shaped like ``x``; composes with ``jax.jit`` and ``jax.vmap``.
 
     Example:
       >>> import jax.numpy as jnp, jaxplain as jx
@@ -165,4 +327,4 @@ def deconvnet(f: Callable) -> C.Explainer:
       Zeiler & Fergus (2014), "Visualizing and Understanding Convolutional Networks", ECCV.
     """
     C.check_callable("deconvnet", "f", f)
-    return C.make_explainer("deconvnet", f, relu_rule_gradient(f, "deconvnet"), {})
+    return C.make_explainer("deconvnet", f, relu_rule_gradient(f, "deconvnet", "deconvnet"), {})

@@ -1,4 +1,4 @@
-"""Layer attribution vs Captum on the same CNN (benchmarks/twins.py), tapped at conv3's output.
+"""Layer attribution vs Captum (the CAM family and guided backprop: test_captum_cam.py) on the same CNN (benchmarks/twins.py), tapped at conv3's output.
 
 Captum hooks ``model.conv3`` (NCHW, pre-activation); jaxplain splits the same network there with
 ``features(x) -> A`` (NHWC, with the batch axis of 1) and ``head(A, t)``, and also reaches it
@@ -15,12 +15,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
 
 from captum.attr import (  # noqa: E402
-    Deconvolution,
-    GuidedBackprop,
-    GuidedGradCam,
     InternalInfluence,
     LayerConductance,
-    LayerGradCam,
     LayerIntegratedGradients,
 )
 
@@ -101,40 +97,3 @@ def test_internal_influence_matches_captum(setup):
     theirs = _theirs(InternalInfluence, setup, baselines=0.0)
     _close(_ours(lambda *a, **k: jx.internal_influence(*a, **k, steps=STEPS), setup), theirs)
 
-
-def test_grad_cam_matches_layer_grad_cam(setup):
-    features, head, f_linen, torch_model, xs, ts = setup
-    x = torch.tensor(twins.nhwc_to_nchw(xs))
-    theirs = LayerGradCam(torch_model, torch_model.conv3).attribute(x, target=torch.tensor(ts))
-    theirs = theirs.detach().numpy()[:, 0]  # (N, 1, h, w) -> (N, h, w); relu_attributions=False
-    ours = jax.jit(jax.vmap(jx.grad_cam(features=features, head=head, relu=False, upsample=False)))(
-        jnp.asarray(xs), jnp.asarray(ts)
-    )
-    by_path = jax.jit(jax.vmap(jx.grad_cam(f_linen, layer="conv3", relu=False, upsample=False)))(
-        jnp.asarray(xs), jnp.asarray(ts)
-    )
-    _close(np.asarray(ours), theirs)
-    _close(np.asarray(by_path), theirs)
-
-
-@pytest.mark.parametrize(
-    "ours, theirs",
-    [(jx.guided_backprop, GuidedBackprop), (jx.deconvnet, Deconvolution)],
-    ids=["guided_backprop", "deconvnet"],
-)
-def test_modified_relu_backprop_matches_captum(setup, ours, theirs):
-    _, _, f_linen, torch_model, xs, ts = setup
-    x = torch.tensor(twins.nhwc_to_nchw(xs))
-    ref = theirs(torch_model).attribute(x, target=torch.tensor(ts)).detach().numpy().transpose(0, 2, 3, 1)
-    out = jax.jit(jax.vmap(ours(f_linen)))(jnp.asarray(xs), jnp.asarray(ts))
-    _close(np.asarray(out), ref)
-    assert not np.allclose(out, jax.vmap(jx.gradient(f_linen))(jnp.asarray(xs), jnp.asarray(ts)))
-
-
-def test_guided_grad_cam_matches_captum(setup):
-    features, head, f_linen, torch_model, xs, ts = setup
-    x = torch.tensor(twins.nhwc_to_nchw(xs))
-    ref = GuidedGradCam(torch_model, torch_model.conv3).attribute(x, target=torch.tensor(ts))
-    ref = ref.detach().numpy().transpose(0, 2, 3, 1)
-    for ex in (jx.guided_grad_cam(f_linen, layer="conv3"), jx.guided_grad_cam(features=features, head=head)):
-        _close(np.asarray(jax.jit(jax.vmap(ex))(jnp.asarray(xs), jnp.asarray(ts))), ref)
