@@ -1,5 +1,6 @@
-"""Layer attribution vs Captum (the CAM family and guided backprop: test_captum_cam.py) on the same CNN (benchmarks/twins.py), tapped at conv3's output.
+"""Layer attribution vs Captum on the same CNN (benchmarks/twins.py), tapped at conv3's output.
 
+(The CAM family and guided backprop are compared in test_captum_cam.py.)
 Captum hooks ``model.conv3`` (NCHW, pre-activation); jaxplain splits the same network there with
 ``features(x) -> A`` (NHWC, with the batch axis of 1) and ``head(A, t)``, and also reaches it
 through a Flax Linen copy tapped by module path.
