@@ -263,6 +263,19 @@ def broadcast_like(method: str, name: str, value: Any, x: Any) -> Any:
     return jax.tree_util.tree_unflatten(x_def, out)
 
 
+def straight_path(method: str, baseline: Any, x: Any):
+    """The straight path from a baseline to ``x``: ``(b, x - b, dtype)`` with ``b`` resolved
+    against ``x`` (see :func:`broadcast_like`); points are ``path_point(b, x - b, alpha)``."""
+    b = broadcast_like(method, "baseline", baseline, x)
+    diff = jax.tree_util.tree_map(jnp.subtract, x, b)
+    return b, diff, jnp.result_type(*jax.tree_util.tree_leaves(x))
+
+
+def path_point(start: Any, delta: Any, alpha: jax.Array) -> Any:
+    """``start + alpha * delta`` leaf by leaf, in each leaf's dtype."""
+    return jax.tree_util.tree_map(lambda s, d: s + alpha.astype(d.dtype) * d, start, delta)
+
+
 # --------------------------------------------------------------------------- engine
 
 

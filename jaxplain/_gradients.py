@@ -221,15 +221,13 @@ def integrated_gradients(
     grad_f = jax.grad(sf)
 
     def core(x, *args, **kwargs):
-        b = C.broadcast_like(name, "baseline", baseline, x)
-        diff = _tmap(jnp.subtract, x, b)
-        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+        b, diff, dtype = C.straight_path(name, baseline, x)
         alphas = jnp.asarray(alphas64, dtype)
         weights = jnp.asarray(weights64, dtype)
 
         def weighted_grad(aw):
             a, w = aw
-            point = _tmap(lambda bb, d: bb + a.astype(d.dtype) * d, b, diff)
+            point = C.path_point(b, diff, a)
             return _tmap(lambda g: w.astype(g.dtype) * g, grad_f(point, *args, **kwargs))
 
         avg_grad = C.chunked_sum(weighted_grad, (alphas, weights), batch_size=batch_size)

@@ -177,7 +177,7 @@ def layer_integrated_gradients(
 
         def weighted_grad(aw):
             al, w = aw
-            point = _tmap(lambda ab, d: ab + al.astype(d.dtype) * d, a_b, diff)
+            point = C.path_point(a_b, diff, al)
             g = jax.grad(lambda a: sp.rest(x, a, *args, **kwargs))(point)
             return _tmap(lambda gg: w.astype(gg.dtype) * gg, g)
 
@@ -227,12 +227,10 @@ def layer_conductance(
     steps, method, batch_size, alphas64, _ = _path_options(name, baseline, steps, method, batch_size, extra=1)
 
     def core(x, *args, **kwargs):
-        b = C.broadcast_like(name, "baseline", baseline, x)
-        diff = _tmap(jnp.subtract, x, b)
-        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+        b, diff, dtype = C.straight_path(name, baseline, x)
 
         def at(al):
-            point = _tmap(lambda bb, d: bb + al.astype(d.dtype) * d, b, diff)
+            point = C.path_point(b, diff, al)
             return _layer_grad(sp, point, args, kwargs)
 
         a, g = C.chunked_map(at, jnp.asarray(alphas64, dtype), batch_size=batch_size)
@@ -281,13 +279,11 @@ def internal_influence(
     steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
 
     def core(x, *args, **kwargs):
-        b = C.broadcast_like(name, "baseline", baseline, x)
-        diff = _tmap(jnp.subtract, x, b)
-        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+        b, diff, dtype = C.straight_path(name, baseline, x)
 
         def weighted_grad(aw):
             al, w = aw
-            point = _tmap(lambda bb, d: bb + al.astype(d.dtype) * d, b, diff)
+            point = C.path_point(b, diff, al)
             return _tmap(lambda gg: w.astype(gg.dtype) * gg, _layer_grad(sp, point, args, kwargs)[1])
 
         pts = (jnp.asarray(alphas64, dtype), jnp.asarray(weights64, dtype))
@@ -387,13 +383,11 @@ def neuron_conductance(
     steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
 
     def core(x, *args, **kwargs):
-        b = C.broadcast_like(name, "baseline", baseline, x)
-        diff = _tmap(jnp.subtract, x, b)
-        dtype = jnp.result_type(*jax.tree_util.tree_leaves(x))
+        b, diff, dtype = C.straight_path(name, baseline, x)
 
         def weighted(aw):
             al, w = aw
-            point = _tmap(lambda bb, d: bb + al.astype(d.dtype) * d, b, diff)
+            point = C.path_point(b, diff, al)
             dF_dn = select(_layer_grad(sp, point, args, kwargs)[1])
             dn_dx = jax.grad(unit)(point, *args, **kwargs)
             return _tmap(lambda g: (w * dF_dn).astype(g.dtype) * g, dn_dx)
