@@ -25,6 +25,10 @@ from jaxplain._gradients import quadrature as quadrature
 from jaxplain._gradients import saliency as saliency
 from jaxplain._gradients import smoothgrad as smoothgrad
 from jaxplain._layers import internal_influence as internal_influence
+from jaxplain._lrp import canonizers as canonizers
+from jaxplain._lrp import composites as composites
+from jaxplain._lrp import lrp as lrp
+from jaxplain._lrp import rules as rules
 from jaxplain._modified_backprop import deconvnet as deconvnet
 from jaxplain._modified_backprop import guided_backprop as guided_backprop
 from jaxplain._layers import layer_activation as layer_activation
@@ -45,6 +49,8 @@ __all__ = [
     "Explainer",
     "TSNE",
     "cam",
+    "canonizers",
+    "composites",
     "deconvnet",
     "grad_cam",
     "grad_cam_plus_plus",
@@ -61,10 +67,12 @@ __all__ = [
     "layer_gradient_x_activation",
     "layer_integrated_gradients",
     "layers",
+    "lrp",
     "neuron_conductance",
     "neuron_gradient",
     "neuron_integrated_gradients",
     "quadrature",
+    "rules",
     "saliency",
     "similarity",
     "smoothgrad",

@@ -346,17 +346,21 @@ def make_explainer(
     options: dict,
     *,
     needs_key: bool = False,
+    check: Callable | None = None,
 ) -> Explainer:
     """Builds the public explainer around ``core(x, *args, **kwargs)``.
 
     The core is jit-compiled once per explainer (so eager calls run compiled and a second call with
     the same shapes does not recompile; under an outer ``jit`` it is inlined). Inputs are checked
-    outside the compiled function, where NaN/Inf can still be seen.
+    outside the compiled function, where NaN/Inf can still be seen; ``check(x)``, if given, runs
+    there too (a method's own input checks).
     """
     jitted = jax.jit(core)
 
     def explain(x, *args, key=None, **kwargs):
         x = check_input(method, x)
+        if check is not None:
+            check(x)
         if needs_key:
             kwargs["key"] = require_key(method, key)
         elif key is not None:

@@ -1,0 +1,676 @@
+"""How rules reach the operations of ``f``: a jaxpr interpreter.
+
+``f`` is traced once per compilation (``jax.make_jaxpr``) and its program evaluated again by
+:func:`evaluate`, with every operation that touches ``x`` wrapped in a ``jax.custom_vjp`` whose
+backward pass is the operation's rule; the forward values are unchanged. LRP is then one
+``jax.vjp`` of that program, started with ``f(x)`` as the output relevance. No hooks, no model
+changes, and any function works: Flax Linen or NNX models, plain ``jnp`` code.
+
+The interpreter sorts operations into the kinds of :mod:`jaxplain._lrp.composites`:
+
+* a *layer* is a ``dot_general`` or ``conv_general_dilated`` with one constant operand (the
+  weights), fused with the constant added right after it (the bias);
+* an *elementwise region* is a group of elementwise operations computing a function of one
+  ``x``-dependent value (``jax.nn.gelu`` is nine such operations, ``relu`` one): its kind is
+  ``affine`` when every operation is ``+ - * /`` with constants (BatchNorm in inference mode),
+  else ``activation``;
+* sums of two ``x``-dependent values, reductions and pooling windows, maxima;
+* reshapes, slices and other operations that only move values keep their ordinary backward pass.
+
+Whatever is left (products of two ``x``-dependent values, control flow holding ``x``) gets an error
+that names the operation, its module path and source line, unless the composite gives a rule for
+its primitive name.
+
+The same machinery serves DeepLIFT (:mod:`jaxplain._deeplift`), whose rule for an activation
+region needs the region's value at the baseline.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+
+from jaxplain._lrp import rules as R
+
+__all__ = ["Program", "trace", "stabilized_relevance"]
+
+_CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
+_REMAT = ("remat2", "checkpoint", "remat")
+
+# Elementwise primitives (with broadcasting of size-1 dimensions); a region of them computes a
+# function of one value, element by element.
+_ELEMENTWISE = frozenset(
+    """add sub mul div neg max min abs sign exp exp2 log log1p expm1 tanh logistic sin cos tan asin
+    acos atan atan2 sinh cosh asinh acosh atanh sqrt rsqrt cbrt pow integer_pow erf erfc erf_inv
+    square select_n clamp convert_element_type gt ge lt le eq ne and or not xor is_finite floor
+    ceil round nextafter copy copy_p reduce_precision rem square""".split()
+)
+# Elementwise primitives that keep a region affine (with constants in their other operands).
+_AFFINE = frozenset("add sub mul neg convert_element_type copy copy_p reduce_precision".split())
+# Operations that only move values: their ordinary backward pass moves relevance the same way.
+_STRUCTURAL = frozenset(
+    """reshape transpose squeeze expand_dims broadcast_in_dim slice dynamic_slice gather pad
+    concatenate rev convert_element_type copy copy_p reduce_precision select_n
+    dynamic_update_slice split""".split()
+)
+_SUMS = frozenset("reduce_sum cumsum".split())
+_AVG_POOL = frozenset(["reduce_window_sum"])
+_MAXIMA = frozenset("reduce_max reduce_min reduce_window_max reduce_window_min cummax cummin".split())
+
+
+def _open(j):
+    return j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j
+
+
+def _consts(j):
+    return j.consts if isinstance(j, jcore.ClosedJaxpr) else []
+
+
+def _sub(eqn):
+    p = eqn.params
+    for name in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        if name in p:
+            return p[name]
+    return None
+
+
+def _is_float(v) -> bool:
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
+
+
+def _is_var(v) -> bool:
+    return not isinstance(v, jcore.Literal)
+
+
+def _bind(eqn, invals):
+    params = eqn.primitive.get_bind_params(eqn.params)
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*invals, **params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _is_zero_literal(v) -> bool:
+    if _is_var(v):
+        return False
+    val = np.asarray(v.val)
+    return val.ndim == 0 and val.dtype.kind in "iuf" and float(val) == 0.0
+
+
+def _source(eqn) -> str:
+    try:
+        from jax._src import source_info_util
+
+        return source_info_util.summarize(eqn.source_info)
+    except Exception:  # pragma: no cover - private API moved
+        return "unknown source"
+
+
+_TRANSFORM = re.compile(r"^[A-Za-z_]+\(.*\)$")
+
+
+def _path(prefix: str, eqn) -> str:
+    parts = [p for p in (prefix + "/" + str(eqn.source_info.name_stack)).split("/") if p]
+    return "/".join(p for p in parts if not _TRANSFORM.match(p))
+
+
+# --------------------------------------------------------------------------- static analysis
+
+
+def _elementwise_call(eqn, active_in: list[bool], memo: dict) -> bool:
+    """A call whose body maps one x-dependent input to one output of its shape, elementwise."""
+    sub = _sub(eqn)
+    if sub is None or eqn.primitive.name not in _CALLS or len(eqn.outvars) != 1:
+        return False
+    key = (id(_open(sub)), tuple(active_in))
+    if key not in memo:
+        memo[key] = _elementwise_body(_open(sub), active_in, memo)
+    return memo[key]
+
+
+def _elementwise_body(jaxpr, active_in: list[bool], memo: dict) -> bool:
+    if sum(active_in) != 1 or len(jaxpr.outvars) != 1:
+        return False
+    (root,) = [v for v, a in zip(jaxpr.invars, active_in) if a]
+    active = {v for v, a in zip(jaxpr.invars, active_in) if a}
+    for eqn in jaxpr.eqns:
+        ins = [_is_var(v) and v in active for v in eqn.invars]
+        if not any(ins):
+            continue
+        if not _is_elementwise(eqn, ins, memo):
+            return False
+        for o in eqn.outvars:
+            if getattr(o.aval, "shape", None) != root.aval.shape:
+                return False
+            active.add(o)
+    out = jaxpr.outvars[0]
+    return _is_var(out) and out in active and out.aval.shape == root.aval.shape
+
+
+def _is_elementwise(eqn, active_in: list[bool], memo: dict) -> bool:
+    if eqn.primitive.name in _ELEMENTWISE:
+        return len(eqn.outvars) == 1
+    return _elementwise_call(eqn, active_in, memo)
+
+
+def _is_relu(eqn, active_in, memo) -> bool:
+    """``max(v, 0)`` or a call whose body is exactly that (``jax.nn.relu``)."""
+    if eqn.primitive.name == "max" and len(eqn.invars) == 2:
+        return any(_is_zero_literal(eqn.invars[1 - k]) and active_in[k] for k in (0, 1))
+    sub = _sub(eqn)
+    if sub is not None and eqn.primitive.name in _CALLS and len(eqn.invars) == 1:
+        body = _open(sub)
+        return len(body.eqns) == 1 and _is_relu(body.eqns[0], [True] * len(body.eqns[0].invars), memo) and (
+            body.eqns[0].invars[0] is body.invars[0] or body.eqns[0].invars[1] is body.invars[0]
+        )
+    return False
+
+
+class _Scope:
+    """What one jaxpr looks like from x's side: which values depend on x, elementwise regions,
+    layers fused with their biases."""
+
+    def __init__(self, jaxpr, active_in: list[bool], memo: dict):
+        self.jaxpr = jaxpr
+        self.active: set = {v for v, a in zip(jaxpr.invars, active_in) if a and _is_float(v)}
+        self.root: dict = {}  # region member var -> the region's root var
+        self.member_eqn: dict = {}  # region member var -> index of the eqn producing it
+        self.fuse: dict[int, int] = {}  # layer eqn index -> the bias add's index
+        self.fused_add: dict[int, int] = {}  # bias add index -> layer eqn index
+        consumers = collections.defaultdict(list)
+        for i, eqn in enumerate(jaxpr.eqns):
+            for v in eqn.invars:
+                if _is_var(v):
+                    consumers[v].append(i)
+        outs = {v for v in jaxpr.outvars if _is_var(v)}
+        for i, eqn in enumerate(jaxpr.eqns):
+            ins = [_is_var(v) and v in self.active for v in eqn.invars]
+            if not any(ins):
+                continue
+            for o in eqn.outvars:
+                if _is_float(o):
+                    self.active.add(o)
+            if len(eqn.outvars) != 1 or not _is_float(eqn.outvars[0]):
+                continue
+            out = eqn.outvars[0]
+            if _layer_operand(eqn, ins) is not None:
+                users = consumers.get(out, [])
+                if len(users) == 1 and out not in outs:
+                    add = jaxpr.eqns[users[0]]
+                    other = [v for v in add.invars if v is not out]
+                    if (
+                        add.primitive.name == "add"
+                        and len(other) == 1
+                        and not (_is_var(other[0]) and _depends(other[0], jaxpr, i, users[0], self))
+                    ):
+                        self.fuse[i] = users[0]
+                        self.fused_add[users[0]] = i
+                continue
+            if i in self.fused_add or not _is_elementwise(eqn, ins, memo):
+                continue
+            roots = {self.root.get(v, v) for v, a in zip(eqn.invars, ins) if a}
+            if len(roots) == 1:
+                (r,) = roots
+                if out.aval.shape == r.aval.shape:
+                    self.root[out] = r
+                    self.member_eqn[out] = i
+
+
+def _depends(v, jaxpr, lo: int, hi: int, scope: _Scope) -> bool:
+    """Whether ``v`` (defined anywhere before eqn ``hi``) depends on x; values defined between
+    ``lo`` and ``hi`` are not classified yet, so look at what they are computed from."""
+    if v in scope.active:
+        return True
+    for eqn in jaxpr.eqns[lo + 1 : hi]:
+        if v in eqn.outvars:
+            return any(_is_var(u) and _depends(u, jaxpr, lo, hi, scope) for u in eqn.invars)
+    return False
+
+
+def _layer_operand(eqn, ins: list[bool]) -> int | None:
+    """The position of the x-dependent operand if ``eqn`` is a dense/convolution layer."""
+    name = eqn.primitive.name
+    if name == "dot_general" and sum(ins) == 1:
+        return ins.index(True)
+    if name == "conv_general_dilated" and ins == [True, False]:
+        return 0
+    return None
+
+
+# --------------------------------------------------------------------------- rule application
+
+
+def _zero_cotangent(v):
+    if jnp.issubdtype(jnp.result_type(v), jnp.floating) or jnp.issubdtype(jnp.result_type(v), jnp.complexfloating):
+        return jnp.zeros_like(v)
+    return np.zeros(jnp.shape(v), dtype=jax.dtypes.float0)
+
+
+def with_backward(fn: Callable, backward: Callable, args: list) -> Any:
+    """``fn(*args)`` whose backward pass is ``backward(args, out, R) -> cotangents`` (one per arg;
+    None for a zero cotangent). Every operand is an argument (not closed over), so explanations
+    stay differentiable with respect to parameters."""
+
+    @jax.custom_vjp
+    def op(*a):
+        return fn(*a)
+
+    def fwd(*a):
+        out = fn(*a)
+        return out, (a, out)
+
+    def bwd(res, r):
+        a, out = res
+        cts = backward(list(a), out, r)
+        return tuple(_zero_cotangent(x) if c is None else c.astype(jnp.result_type(x)) for x, c in zip(a, cts))
+
+    op.defvjp(fwd, bwd)
+    return op(*args)
+
+
+def stabilized_relevance(r, z, stabilizer):
+    """``r / stab(z)``."""
+    return r / R.stabilize(z, stabilizer)
+
+
+def _sum_to(r, shape):
+    """``r`` summed over the axes it was broadcast along to match ``shape``."""
+    if r.shape == tuple(shape):
+        return r
+    lead = r.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and r.shape[i + lead] != 1)
+    return jnp.sum(r, axis=axes, keepdims=False).reshape(shape) if axes else r.reshape(shape)
+
+
+def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool):
+    """Relevance at a layer's input: the rule's branches (see :mod:`jaxplain._lrp.rules`)."""
+    total = None
+    opts = dict(rule.options)
+    for group in rule.groups:
+        terms, zsum = [], None
+        for br in group.branches:
+            if br.input == "neg" and nonneg:
+                continue  # min(x, 0) = 0: the branch adds nothing
+            if br.input == "x":
+                inp = x
+            elif br.input == "pos":
+                inp = x if nonneg else jnp.maximum(x, 0)
+            elif br.input == "neg":
+                inp = jnp.minimum(x, 0)
+            elif br.input == "ones":
+                inp = jnp.ones_like(x)
+            else:
+                inp = jnp.broadcast_to(jnp.asarray(opts[br.input], x.dtype), x.shape)
+            wb = br.weight(w)
+            zb, vjp = jax.vjp(lambda xx, wb=wb: lin(xx, wb), inp)
+            if br.bias is not None and b is not None:
+                zb = zb + br.bias(b)
+            zb = br.z_sign * zb
+            zsum = zb if zsum is None else zsum + zb
+            terms.append((br.coef, inp, vjp))
+        if not terms:
+            continue
+        g = stabilized_relevance(r, zsum, rule.stabilizer)
+        if group.where == "positive":
+            g = jnp.where(z > 0, g, 0)
+        elif group.where == "negative":
+            g = jnp.where(z < 0, g, 0)
+        for coef, inp, vjp in terms:
+            (grad,) = vjp(g)
+            part = coef * inp * grad
+            total = part if total is None else total + part
+    return jnp.zeros_like(x) if total is None else total
+
+
+class LRPError(ValueError):
+    pass
+
+
+class Context:
+    """The state of one interpretation: the composite, layer positions, the mode."""
+
+    def __init__(self, method: str, composite, plan: bool, layers: list | None = None):
+        self.method = method
+        self.composite = composite
+        self.plan = plan
+        self.layers = layers if layers is not None else []  # kinds, in program order (plan)
+        self.counter = 0
+        self.memo: dict = {}
+        if not plan:
+            kinds = self.layers
+            convs = [i for i, k in enumerate(kinds) if k == "conv"]
+            self.last_conv = convs[-1] if convs else -1
+            self.first_of = {k: kinds.index(k) for k in ("conv", "dense") if k in kinds}
+
+    def position(self, index: int, kind: str) -> frozenset:
+        if self.plan:
+            return frozenset()
+        tags = set()
+        if index == 0:
+            tags.add("first")
+        if self.first_of.get(kind) == index:
+            tags.add(f"first_{kind}")
+        if index == len(self.layers) - 1:
+            tags.add("last")
+        if kind == "dense" and index > self.last_conv:
+            tags.add("head")
+        return frozenset(tags)
+
+    def rule(self, kind: str, eqn, path: str, position=frozenset(), what: str = "") -> R.Rule:
+        rule = self.composite.rule_for(kind, eqn.primitive.name, path, position)
+        where = f"{_source(eqn)}" + (f", module {path!r}" if path else "")
+        if rule is None:
+            if kind in ("dense", "conv"):
+                raise LRPError(
+                    f"jaxplain.{self.method}: no rule for the {kind} layer {eqn.primitive.name!r} "
+                    f"({where}). Give one: rules=jaxplain.composites.custom(types={{{kind!r}: "
+                    f"jaxplain.rules.epsilon}}) or a default=."
+                )
+            raise LRPError(
+                f"jaxplain.{self.method}: no LRP rule for the operation {eqn.primitive.name!r} "
+                f"({what or 'its inputs depend on x'}; {where}). Supply one by its name, e.g. "
+                f"rules=jaxplain.composites.custom(types={{{eqn.primitive.name!r}: "
+                f"jaxplain.rules.gradient}}, ...) for its ordinary backward pass, or "
+                f"jaxplain.rules.norm to split relevance in proportion to each input's share."
+            )
+        if rule.name == "zbox" and not rule.options:
+            raise LRPError(
+                f"jaxplain.{self.method}: jaxplain.rules.zbox needs bounds: "
+                f"jaxplain.rules.zbox(low=..., high=...) ({where})."
+            )
+        if kind not in ("dense", "conv") and rule.kind == "layer" and rule.modifies_params:
+            raise LRPError(
+                f"jaxplain.{self.method}: the rule {rule.name!r} changes weights or inputs, so it "
+                f"needs a dense or convolution layer, but it was given to a {kind or 'other'} "
+                f"operation {eqn.primitive.name!r} ({where}); use jaxplain.rules.norm, epsilon, "
+                f"zero, pass_through or gradient there."
+            )
+        if kind in ("dense", "conv") and rule.kind == "pass":
+            raise LRPError(
+                f"jaxplain.{self.method}: pass_through cannot be the rule of the {kind} layer at "
+                f"{where}: the layer changes the shape of its input. Use a layer rule (epsilon, "
+                f"zplus, ...) or jaxplain.rules.gradient."
+            )
+        return rule
+
+
+# Hooks DeepLIFT replaces: how an activation region and a layer are applied.
+class Rules:
+    """LRP: rules from the composite."""
+
+    def region(self, ctx: Context, eqn, path: str, kind: str, g: Callable, root_val, consts: list):
+        rule = ctx.rule(kind, eqn, path)
+        return apply_op_rule(ctx, rule, eqn, path, lambda r, *c: g(r, *c), [root_val, *consts], [True] + [False] * len(consts))
+
+    def layer(self, ctx: Context, eqn, path: str, kind: str, lin: Callable, x, w, b, *, nonneg: bool):
+        index = ctx.counter
+        ctx.counter += 1
+        if ctx.plan:
+            ctx.layers.append(kind)
+            z = lin(x, w)
+            return z if b is None else z + b
+        rule = ctx.rule(kind, eqn, path, ctx.position(index, kind))
+        if rule.kind == "gradient":
+            z = lin(x, w)
+            return z if b is None else z + b
+
+        def fn(x, w, *bias):
+            z = lin(x, w)
+            return z + bias[0] if bias else z
+
+        def backward(args, z, r):
+            x, w, *bias = args
+            rin = layer_backward(rule, lin, x, w, bias[0] if bias else None, z, r, nonneg=nonneg)
+            return [rin, None] + [None] * len(bias)
+
+        return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
+
+    def op(self, ctx: Context, eqn, path: str, kind: str, invals: list, active: list[bool], what: str = ""):
+        if ctx.plan:
+            return _bind(eqn, invals)
+        rule = ctx.rule(kind, eqn, path, what=what)
+        return apply_op_rule(ctx, rule, eqn, path, lambda *a: _bind(eqn, list(a)), invals, active)
+
+
+def apply_op_rule(ctx, rule, eqn, path, fn, invals, active):
+    """Applies a non-layer rule (gradient, pass_through, norm/epsilon/zero) to ``fn(*invals)``."""
+    if ctx.plan or rule.kind == "gradient":
+        return fn(*invals)
+    if rule.kind == "pass":
+        idx = [i for i, a in enumerate(active) if a]
+        if len(idx) != 1:
+            raise LRPError(
+                f"jaxplain.{ctx.method}: pass_through needs an operation with one input that "
+                f"depends on x, but {eqn.primitive.name!r} ({_source(eqn)}) has {len(idx)}; use "
+                f"jaxplain.rules.norm or gradient."
+            )
+        (k,) = idx
+
+        def backward(args, out, r):
+            cts = [None] * len(args)
+            cts[k] = _sum_to(_first(r), jnp.shape(args[k]))
+            return cts
+
+        return _wrap_multi(fn, backward, invals)
+
+    def backward(args, out, r):
+        out, r = _first(out), _first(r)
+        g = stabilized_relevance(r, out, rule.stabilizer)
+        act = [i for i, a in enumerate(active) if a]
+        _, vjp = jax.vjp(lambda *xs: _first(fn(*_put(args, act, xs))), *[args[i] for i in act])
+        grads = vjp(g)
+        cts = [None] * len(args)
+        for i, gi in zip(act, grads):
+            cts[i] = args[i] * gi
+        return cts
+
+    return _wrap_multi(fn, backward, invals)
+
+
+def _first(v):
+    return v[0] if isinstance(v, (list, tuple)) else v
+
+
+def _put(args, idx, vals):
+    out = list(args)
+    for i, v in zip(idx, vals):
+        out[i] = v
+    return out
+
+
+def _wrap_multi(fn, backward, invals):
+    """``with_backward`` for a ``fn`` that returns a list of one output."""
+    out = with_backward(lambda *a: _first(fn(*a)), backward, list(invals))
+    return [out]
+
+
+# --------------------------------------------------------------------------- the interpreter
+
+
+def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, prefix: str = "", nonneg_in=None):
+    """Evaluates ``jaxpr`` with rules; returns ``(outputs, nonneg flags of the outputs)``."""
+    scope = _Scope(jaxpr, active_in, ctx.memo)
+    env: dict = {}
+    nonneg: set = set()
+    done: dict = {}  # region member -> its value with the region's rule applied
+
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v] = c
+    for i, (v, a) in enumerate(zip(jaxpr.invars, args)):
+        env[v] = a
+        if nonneg_in is not None and nonneg_in[i]:
+            nonneg.add(v)
+
+    def plain(v):
+        return v.val if not _is_var(v) else env[v]
+
+    def read(v):
+        """The value of ``v`` as an operation outside its elementwise region sees it."""
+        if not _is_var(v) or v not in scope.root:
+            return plain(v)
+        if v not in done:
+            done[v] = _region(v)
+        return done[v]
+
+    def _region(v):
+        root = scope.root[v]
+        # the member eqns v depends on, in program order
+        need, stack = set(), [v]
+        while stack:
+            u = stack.pop()
+            if u in scope.member_eqn and scope.member_eqn[u] not in need:
+                i = scope.member_eqn[u]
+                need.add(i)
+                stack.extend(w for w in jaxpr.eqns[i].invars if _is_var(w))
+        order = sorted(need)
+        eqns = [jaxpr.eqns[i] for i in order]
+        consts_needed = []
+        seen = set()
+        for e in eqns:
+            for w in e.invars:
+                if _is_var(w) and w not in scope.root and w is not root and w not in seen and w not in scope.active:
+                    seen.add(w)
+                    consts_needed.append(w)
+        affine = all(
+            e.primitive.name in _AFFINE or (e.primitive.name == "div" and _is_var(e.invars[0]) and (e.invars[0] is root or e.invars[0] in scope.root))
+            for e in eqns
+        )
+        relu = len(eqns) == 1 and _is_relu(eqns[0], [_is_var(w) and (w is root) for w in eqns[0].invars], ctx.memo)
+
+        def g(rv, *cv):
+            local = {root: rv, **dict(zip(consts_needed, cv))}
+            for e in eqns:
+                ins = [w.val if not _is_var(w) else local[w] if w in local else env[w] for w in e.invars]
+                for o, val in zip(e.outvars, _bind(e, ins)):
+                    local[o] = val
+            return local[v]
+
+        last = eqns[-1]
+        kind = "affine" if affine else "activation"
+        out = hooks.region(ctx, last, _path(prefix, last), kind, g, read(root), [env[w] for w in consts_needed])
+        out = _first(out)
+        if relu:
+            nonneg.add(v)
+        return out
+
+    for i, eqn in enumerate(jaxpr.eqns):
+        ins = [_is_var(v) and v in scope.active for v in eqn.invars]
+        name = eqn.primitive.name
+        if not any(ins):
+            outs = _bind(eqn, [plain(v) for v in eqn.invars])
+        elif i in scope.fuse or (eqn.outvars and eqn.outvars[0] in scope.root):
+            continue  # computed later: with its bias / as part of its region
+        elif i in scope.fused_add or _layer_operand(eqn, ins) is not None:
+            lin_eqn = jaxpr.eqns[scope.fused_add[i]] if i in scope.fused_add else eqn
+            lin_ins = [_is_var(v) and v in scope.active for v in lin_eqn.invars]
+            k = _layer_operand(lin_eqn, lin_ins)
+            xv = read(lin_eqn.invars[k])
+            wv = plain(lin_eqn.invars[1 - k])
+            if i in scope.fused_add:
+                bv = [plain(v) for v in eqn.invars if v is not lin_eqn.outvars[0]][0]
+            else:
+                bv = None
+            if k == 0:
+                lin = lambda xx, ww, e=lin_eqn: _bind(e, [xx, ww])[0]
+            else:
+                lin = lambda xx, ww, e=lin_eqn: _bind(e, [ww, xx])[0]
+            kind = "dense" if lin_eqn.primitive.name == "dot_general" else "conv"
+            src = _is_var(lin_eqn.invars[k]) and lin_eqn.invars[k] in nonneg
+            outs = [hooks.layer(ctx, lin_eqn, _path(prefix, lin_eqn), kind, lin, xv, wv, bv, nonneg=src)]
+        else:
+            invals = [read(v) for v in eqn.invars]
+            path = _path(prefix, eqn)
+            n_act = sum(ins)
+            if name in _CALLS and _sub(eqn) is not None or name in _REMAT:
+                sub = _sub(eqn)
+                flags = [_is_var(v) and v in nonneg for v in eqn.invars]
+                outs, out_nonneg = evaluate(
+                    _open(sub), _consts(sub), invals, ins, ctx, hooks, prefix=path, nonneg_in=flags
+                )
+                for o, nn in zip(eqn.outvars, out_nonneg):
+                    if nn:
+                        nonneg.add(o)
+            elif name in _STRUCTURAL:
+                outs = _bind(eqn, invals)
+                if all(not a or v in nonneg for v, a in zip(eqn.invars, ins)):
+                    nonneg.update(eqn.outvars)
+            elif name in ("add", "sub") and n_act == 2:
+                outs = hooks.op(ctx, eqn, path, "sum", invals, ins)
+            elif name in _SUMS and n_act == 1:
+                outs = hooks.op(ctx, eqn, path, "sum", invals, ins)
+                if eqn.invars[0] in nonneg:
+                    nonneg.update(eqn.outvars)
+            elif name in _AVG_POOL and ins[0]:
+                outs = hooks.op(ctx, eqn, path, "avg_pool", invals, ins)
+                if eqn.invars[0] in nonneg:
+                    nonneg.update(eqn.outvars)
+            elif name in _MAXIMA or (name in ("max", "min") and n_act == 2):
+                outs = hooks.op(ctx, eqn, path, "max_pool", invals, ins)
+                if all(not a or v in nonneg for v, a in zip(eqn.invars, ins)):
+                    nonneg.update(eqn.outvars)
+            else:
+                what = (
+                    f"{n_act} of its inputs depend on x"
+                    if n_act > 1
+                    else "it is not a layer, elementwise function, sum or pooling window"
+                )
+                if name in ("cond", "while", "scan"):
+                    what = "control flow holding x; LRP follows straight-line programs"
+                outs = hooks.op(ctx, eqn, path, "other", invals, ins, what=what)
+        for o, val in zip(eqn.outvars, outs):
+            env[o] = val
+    outs = [read(v) for v in jaxpr.outvars]
+    return outs, [_is_var(v) and v in nonneg for v in jaxpr.outvars]
+
+
+def _is_dynamic(leaf: Any) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
+
+
+class Program:
+    """``f(x, *args, **kwargs)`` traced to a jaxpr, ready to be evaluated with rules.
+
+    ``run(hooks, ctx)`` returns a function of x's leaves giving f's output evaluated with the
+    rules; everything else ``f`` was called with is fixed.
+    """
+
+    def __init__(self, f: Callable, x, args, kwargs):
+        leaves, self.tree = jax.tree_util.tree_flatten((x, args, kwargs))
+        n_x = len(jax.tree_util.tree_leaves(x))
+        self.leaves = leaves
+        self.dynamic = [i for i, leaf in enumerate(leaves) if _is_dynamic(leaf)]
+        self.x_positions = [j for j, i in enumerate(self.dynamic) if i < n_x]
+
+        def g(*dyn):
+            full = list(leaves)
+            for i, d in zip(self.dynamic, dyn):
+                full[i] = d
+            xx, aa, kk = jax.tree_util.tree_unflatten(self.tree, full)
+            return f(xx, *aa, **kk)
+
+        dyn = [leaves[i] for i in self.dynamic]
+        self.closed, shapes = jax.make_jaxpr(g, return_shape=True)(*dyn)
+        self.out_tree = jax.tree_util.tree_structure(shapes)
+        self.dyn = dyn
+
+    def run(self, hooks, ctx: Context) -> Callable:
+        active = [j in self.x_positions for j in range(len(self.dyn))]
+
+        def fn(x_leaves, dyn=None):
+            vals = list(self.dyn if dyn is None else dyn)
+            for j, leaf in zip(self.x_positions, x_leaves):
+                vals[j] = leaf
+            outs, _ = evaluate(self.closed.jaxpr, self.closed.consts, vals, active, ctx, hooks)
+            return jax.tree_util.tree_unflatten(self.out_tree, outs)
+
+        return fn
+
+
+def trace(f, x, args, kwargs) -> Program:
+    return Program(f, x, args, kwargs)
