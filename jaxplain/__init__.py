@@ -16,6 +16,8 @@ from jaxplain._cam import grad_cam as grad_cam
 from jaxplain._cam import grad_cam_plus_plus as grad_cam_plus_plus
 from jaxplain._cam import guided_grad_cam as guided_grad_cam
 from jaxplain._contract import Explainer as Explainer
+from jaxplain._deeplift import deeplift as deeplift
+from jaxplain._deeplift import deeplift_shap as deeplift_shap
 from jaxplain._gradients import expected_gradients as expected_gradients
 from jaxplain._gradients import gradient as gradient
 from jaxplain._gradients import gradient_shap as gradient_shap
@@ -52,6 +54,8 @@ __all__ = [
     "canonizers",
     "composites",
     "deconvnet",
+    "deeplift",
+    "deeplift_shap",
     "grad_cam",
     "grad_cam_plus_plus",
     "expected_gradients",

@@ -1,0 +1,73 @@
+"""Parity of DeepLIFT and DeepLIFT-SHAP with Captum 0.9 on twin CNNs (benchmarks/twins.py).
+
+The twins' activations are ``nn.ReLU`` / ``nn.Softplus`` / ``nn.Tanh`` modules, which Captum's
+``DeepLift`` gives the rescale rule; ours finds the same activations in the traced program.
+Tolerance as in test_captum_gradients.py: ``rtol=1e-4``, ``atol = 1e-4 * max|Captum's|``.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("captum")
+
+from captum.attr import DeepLift, DeepLiftShap  # noqa: E402
+
+import jaxplain as jx  # noqa: E402
+import twins  # noqa: E402  (benchmarks/, put on sys.path by tests/parity/conftest.py)
+
+pytestmark = pytest.mark.parity
+
+SIZE = 8
+CHANNELS = (4, 6, 6, 6)
+TARGETS = np.array([0, 3, 7, 9])
+
+
+def close(ours, theirs):
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
+
+
+@pytest.fixture(scope="module", params=["relu", "softplus", "tanh"])
+def twin(request):
+    apply, params, module = twins.make_twins(1, act=request.param, size=SIZE, channels=CHANNELS)
+    rng = np.random.default_rng(7)
+    xs = rng.normal(size=(len(TARGETS), SIZE, SIZE, 3)).astype(np.float32)
+    return twins.logit_fn(apply, params), module, xs, rng
+
+
+def nchw(a):
+    return torch.from_numpy(twins.nhwc_to_nchw(np.asarray(a)))
+
+
+def test_deeplift_matches_captum(twin):
+    f, module, xs, rng = twin
+    bs = (0.5 * rng.normal(size=xs.shape)).astype(np.float32)
+    theirs = DeepLift(module).attribute(
+        nchw(xs).requires_grad_(True), baselines=nchw(bs), target=torch.from_numpy(TARGETS)
+    )
+    ours = jax.vmap(lambda x, b, t: jx.deeplift(f, baseline=b)(x, t))(
+        jnp.asarray(xs), jnp.asarray(bs), jnp.asarray(TARGETS)
+    )
+    close(ours, twins.nchw_to_nhwc(theirs.detach().numpy()))
+
+
+def test_deeplift_zero_baseline_matches_captum(twin):
+    f, module, xs, _ = twin
+    theirs = DeepLift(module).attribute(nchw(xs).requires_grad_(True), target=torch.from_numpy(TARGETS))
+    ours = jax.vmap(jx.deeplift(f))(jnp.asarray(xs), jnp.asarray(TARGETS))
+    close(ours, twins.nchw_to_nhwc(theirs.detach().numpy()))
+
+
+def test_deeplift_shap_matches_captum(twin):
+    f, module, xs, rng = twin
+    background = rng.normal(size=(5, SIZE, SIZE, 3)).astype(np.float32)
+    theirs = DeepLiftShap(module).attribute(
+        nchw(xs).requires_grad_(True), baselines=nchw(background), target=torch.from_numpy(TARGETS)
+    )
+    explain = jx.deeplift_shap(f, baselines=jnp.asarray(background), batch_size=2)
+    ours = jax.vmap(explain)(jnp.asarray(xs), jnp.asarray(TARGETS))
+    close(ours, twins.nchw_to_nhwc(theirs.detach().numpy()))

@@ -1,0 +1,129 @@
+"""DeepLIFT (rescale rule) and DeepLIFT-SHAP: closed forms, summation-to-delta, the contract."""
+
+import doctest
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxplain as jx
+from jaxplain import _deeplift
+
+
+def test_doctests_run():
+    assert doctest.testmod(_deeplift).failed == 0
+
+
+def _relu_cnn(seed=0):
+    k = jax.random.split(jax.random.key(seed), 4)
+    w1 = 0.5 * jax.random.normal(k[0], (3, 3, 2, 4))
+    b1 = 0.1 * jax.random.normal(k[1], (4,))
+    w2 = 0.5 * jax.random.normal(k[2], (4 * 4 * 4, 3))
+    b2 = 0.1 * jax.random.normal(k[3], (3,))
+
+    def f(x, t):
+        h = jax.lax.conv_general_dilated(x[None], w1, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = nn.relu(h + b1)
+        h = nn.avg_pool(h, (2, 2), (2, 2))
+        return (h.reshape(1, -1) @ w2 + b2)[0, t]
+
+    return f
+
+
+def test_closed_form_single_relu():
+    # f = relu(x0 - 1) + 2 x1 from baseline 0: the ReLU's multiplier is (relu(2) - relu(-1)) / 3 = 2/3.
+    f = lambda x: jnp.maximum(x[0] - 1.0, 0.0) + 2.0 * x[1]
+    np.testing.assert_allclose(jx.deeplift(f)(jnp.array([3.0, 1.0])), [2.0, 2.0], rtol=1e-6)
+    # gradient x input would give 3 for x0: DeepLIFT differs where the ReLU crosses its kink
+    np.testing.assert_allclose(jx.gradient_x_input(f)(jnp.array([3.0, 1.0])), [3.0, 2.0])
+
+
+def test_summation_to_delta_on_a_relu_cnn():
+    f = _relu_cnn()
+    keys = jax.random.split(jax.random.key(5), 3)
+    for t in range(3):
+        x = jax.random.normal(keys[0], (8, 8, 2))
+        b = 0.3 * jax.random.normal(keys[1], (8, 8, 2))
+        attr = jx.deeplift(f, baseline=b)(x, t)
+        np.testing.assert_allclose(attr.sum(), f(x, t) - f(b, t), rtol=1e-4, atol=1e-6)
+
+
+def test_deeplift_shap_sums_to_mean_delta_and_equals_mean_of_deeplift():
+    f = _relu_cnn(1)
+    x = jax.random.normal(jax.random.key(0), (8, 8, 2))
+    bs = jax.random.normal(jax.random.key(1), (4, 8, 8, 2))
+    attr = jx.deeplift_shap(f, baselines=bs)(x, 1)
+    mean_delta = f(x, 1) - jnp.mean(jax.vmap(lambda b: f(b, 1))(bs))
+    np.testing.assert_allclose(attr.sum(), mean_delta, rtol=1e-4, atol=1e-6)
+    one_by_one = jnp.mean(jnp.stack([jx.deeplift(f, baseline=b)(x, 1) for b in bs]), axis=0)
+    np.testing.assert_allclose(attr, one_by_one, rtol=1e-5, atol=1e-7)
+    chunked = jx.deeplift_shap(f, baselines=bs, batch_size=3)(x, 1)
+    np.testing.assert_allclose(chunked, attr, rtol=1e-5, atol=1e-7)
+
+
+def test_rescale_reaches_inline_activations():
+    # jax.nn.gelu is traced as nine elementwise operations; the rescale rule sees one region.
+    w = jnp.array([[1.0, -2.0], [0.5, 1.5]])
+    f = lambda x: jnp.sum(jax.nn.gelu(x @ w) * jnp.array([1.0, -1.0]))
+    x, b = jnp.array([0.7, -0.3]), jnp.array([-0.2, 0.4])
+    attr = jx.deeplift(f, baseline=b)(x)
+    z, zb = x @ w, b @ w
+    m = (jax.nn.gelu(z) - jax.nn.gelu(zb)) / (z - zb) * jnp.array([1.0, -1.0])
+    np.testing.assert_allclose(attr, (x - b) * (w @ m), rtol=1e-5)
+    np.testing.assert_allclose(attr.sum(), f(x) - f(b), rtol=1e-5)
+
+
+def test_equal_input_and_baseline_falls_back_to_the_gradient():
+    f = lambda x: jnp.sum(jnp.tanh(x) * jnp.array([2.0, 3.0]))
+    x = jnp.array([0.5, -1.0])
+    # baseline equals x in the first coordinate: its multiplier is the derivative, attribution 0
+    attr = jx.deeplift(f, baseline=jnp.array([0.5, 0.0]))(x)
+    assert attr[0] == 0.0 and np.isfinite(attr).all()
+    np.testing.assert_allclose(attr[1], 3.0 * (jnp.tanh(-1.0) - 0.0), rtol=1e-6)
+
+
+def test_jit_vmap_equals_loop_and_no_retrace():
+    traces = []
+    g = _relu_cnn(2)
+
+    def f(x, t):
+        traces.append(1)
+        return g(x, t)
+
+    xs = jax.random.normal(jax.random.key(3), (3, 8, 8, 2))
+    ts = jnp.array([0, 2, 1])
+    bs = jax.random.normal(jax.random.key(4), (2, 8, 8, 2))
+    for ex in (jx.deeplift(f, baseline=0.1), jx.deeplift_shap(f, baselines=bs)):
+        batched = jax.jit(jax.vmap(ex))
+        out = batched(xs, ts)
+        loop = jnp.stack([ex(xs[i], ts[i]) for i in range(3)])
+        np.testing.assert_allclose(out, loop, rtol=1e-5, atol=1e-6)
+        n = len(traces)
+        batched(xs + 1.0, ts)
+        assert len(traces) == n
+
+
+def test_bad_input():
+    f = lambda x: jnp.sum(jnp.maximum(x, 0))
+    with pytest.raises(TypeError, match="positional"):
+        jx.deeplift(f, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        jx.deeplift(f, baseline=jnp.array([jnp.nan, 0.0]))
+    with pytest.raises(ValueError, match="does not fit"):
+        jx.deeplift(f, baseline=jnp.zeros(3))(jnp.ones(2))
+    with pytest.raises(TypeError, match="floating"):
+        jx.deeplift(f)(jnp.ones(2, jnp.int32))
+    with pytest.raises(TypeError, match="scalar"):
+        jx.deeplift(lambda x: jnp.maximum(x, 0))(jnp.ones(2))
+    with pytest.raises(ValueError, match="leading axis"):
+        jx.deeplift_shap(f, baselines=jnp.float32(0.0))
+    with pytest.raises(ValueError, match=r"shape \(n, \*x.shape\)"):
+        jx.deeplift_shap(f, baselines=jnp.zeros((2, 3)))(jnp.ones(2))
+    with pytest.raises(ValueError, match="batch_size"):
+        jx.deeplift_shap(f, baselines=jnp.zeros((2, 2)), batch_size=0)
+    ex = jx.deeplift(f)
+    with pytest.raises(ValueError):
+        ex(jnp.array([jnp.inf, 1.0]))
+    np.testing.assert_allclose(ex(jnp.array([1.0, -1.0])), [1.0, 0.0])
