@@ -327,7 +327,9 @@ class _TappedCall:
         self.module, self.path, self.tap = module, path, tap
 
     def __call__(self, *args, **kwargs):
-        return self.tap(self.path, self.module(*args, **kwargs))
+        # the named scope puts the module path into the traced program (LRP rules by path)
+        with jax.named_scope(self.path.rsplit("/", 1)[-1]):
+            return self.tap(self.path, self.module(*args, **kwargs))
 
     def __getattr__(self, name):  # other methods and attributes pass through
         return getattr(self.module, name)

@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
+from jaxplain import _taps
 from jaxplain._lrp import rules as R
 
 __all__ = ["Program", "trace", "stabilized_relevance"]
@@ -655,7 +656,13 @@ class Program:
             return f(xx, *aa, **kk)
 
         dyn = [leaves[i] for i in self.dynamic]
-        self.closed, shapes = jax.make_jaxpr(g, return_shape=True)(*dyn)
+        # An NNX model built by jaxplain.flax.from_nnx names its submodules in the program only
+        # while a layer tap is active (Linen names them itself).
+        token = _taps.NNX_TAP.set(_taps._Tap(None, None))
+        try:
+            self.closed, shapes = jax.make_jaxpr(g, return_shape=True)(*dyn)
+        finally:
+            _taps.NNX_TAP.reset(token)
         self.out_tree = jax.tree_util.tree_structure(shapes)
         self.dyn = dyn
 
