@@ -70,6 +70,18 @@ GALLERY = {
         Entry("guided backprop", lambda f, ctx: jx.guided_backprop(f)),
         Entry("deconvnet", lambda f, ctx: jx.deconvnet(f)),
     ],
+    "lrp": [
+        Entry("LRP epsilon", lambda f, ctx: jx.lrp(f, rules=jx.rules.epsilon(epsilon=1e-3))),
+        Entry("LRP zplus", lambda f, ctx: jx.lrp(f, rules=jx.composites.epsilon_plus())),
+        Entry("LRP eps+ flat", lambda f, ctx: jx.lrp(f, rules=jx.composites.epsilon_plus_flat())),
+        Entry("LRP eps gamma box", lambda f, ctx: jx.lrp(f, rules=jx.composites.epsilon_gamma_box(low=0.0, high=1.0))),
+        Entry("LRP eps a2b1", lambda f, ctx: jx.lrp(f, rules=jx.composites.epsilon_alpha2_beta1())),
+        Entry("LRP eps a2b1 flat", lambda f, ctx: jx.lrp(f, rules=jx.composites.epsilon_alpha2_beta1_flat())),
+        Entry("LRP wsquare first", lambda f, ctx: jx.lrp(f, rules=jx.composites.custom(
+            types={"conv": jx.rules.gamma, "dense": jx.rules.epsilon}, first=jx.rules.wsquare))),
+        Entry("DeepLIFT", lambda f, ctx: jx.deeplift(f, baseline=0.0)),
+        Entry("DeepLIFT-SHAP", lambda f, ctx: jx.deeplift_shap(f, baselines=ctx["references"][:16])),
+    ],
 }
 
 
