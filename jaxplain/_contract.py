@@ -58,7 +58,7 @@ class Explainer:
       transformations of Python+NumPy programs", http://github.com/jax-ml/jax.
     """
 
-    __slots__ = ("_fn", "method", "f", "options", "needs_key")
+    __slots__ = ("_fn", "method", "f", "options", "needs_key", "__weakref__")  # jax.jit keeps weak references
 
     def __init__(self, fn: Callable, *, method: str, f: Callable, options: dict, needs_key: bool):
         self._fn = fn

@@ -289,43 +289,136 @@ def _sum_to(r, shape):
     return jnp.sum(r, axis=axes, keepdims=False).reshape(shape) if axes else r.reshape(shape)
 
 
+# Share convolutions between linear branches (see layer_backward); the tests switch it off to
+# check that both ways give the same relevance.
+SHARE_LINEAR = True
+
+
 def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool):
-    """Relevance at a layer's input: the rule's branches (see :mod:`jaxplain._lrp.rules`)."""
-    total = None
+    """Relevance at a layer's input: the rule's branches (see :mod:`jaxplain._lrp.rules`).
+
+    Branches whose weight modifier is linear in ``(W, W+)`` (its ``linear`` attribute) share work:
+    per distinct input, the forward pass needs ``inp W`` (free when ``inp`` is the layer's own
+    input: ``z - b``) and ``inp W+`` once, and the backward pass two transposed operations whatever
+    the number of branches. Other modifiers get a forward and a transpose of their own.
+    """
     opts = dict(rule.options)
+    inputs: dict = {}  # input key -> modified input
+
+    def modified(kind):
+        key = "x" if kind == "x" or (kind == "pos" and nonneg) else kind
+        if key not in inputs:
+            if key == "x":
+                inputs[key] = x
+            elif key == "pos":
+                inputs[key] = jnp.maximum(x, 0)
+            elif key == "neg":
+                inputs[key] = jnp.minimum(x, 0)
+            elif key == "ones":
+                inputs[key] = jnp.ones_like(x)
+            else:
+                inputs[key] = jnp.broadcast_to(jnp.asarray(opts[key], x.dtype), x.shape)
+        return key, inputs[key]
+
+    w_pos = None
+    basis: dict = {}  # (input key, "W" or "P") -> inp W or inp W+
+
+    def base(key, inp, which):
+        nonlocal w_pos
+        if (key, which) not in basis:
+            if which == "W":
+                basis[key, which] = z - b if key == "x" and b is not None else z if key == "x" else lin(inp, w)
+            else:
+                if w_pos is None:
+                    w_pos = jnp.maximum(w, 0)
+                basis[key, which] = lin(inp, w_pos)
+        return basis[key, which]
+
+    # Per input, share work between linear branches only where that needs fewer operations.
+    live = [
+        (br, modified(br.input)[0])
+        for group in rule.groups
+        for br in group.branches
+        if not (br.input == "neg" and nonneg)  # min(x, 0) = 0: the branch adds nothing
+    ]
+    shared = {}
+    for key in {k for _, k in live}:
+        mine = [br for br, k in live if k == key]
+        own = [br for br in mine if not (key == "x" and br.weight is R._identity and br.bias is R._identity)]
+        if any(getattr(br.weight, "linear", None) is None for br in own):
+            shared[key] = False
+            continue
+        needs = {"W" for br in mine if br.weight.linear[0]} | {"P" for br in mine if br.weight.linear[1]}
+        fwd = len(needs - ({"W"} if key == "x" else set()))
+        shared[key] = SHARE_LINEAR and fwd + len(needs) < 2 * len(own) + (len(mine) - len(own))
+
+    # forward: every branch's output, group by group
+    plans = []  # per group: (G, [(key, inp, weight fn, coef)])
     for group in rule.groups:
-        terms, zsum = [], None
+        members, zsum = [], None
         for br in group.branches:
             if br.input == "neg" and nonneg:
-                continue  # min(x, 0) = 0: the branch adds nothing
-            if br.input == "x":
-                inp = x
-            elif br.input == "pos":
-                inp = x if nonneg else jnp.maximum(x, 0)
-            elif br.input == "neg":
-                inp = jnp.minimum(x, 0)
-            elif br.input == "ones":
-                inp = jnp.ones_like(x)
+                continue
+            key, inp = modified(br.input)
+            lin_form = getattr(br.weight, "linear", None) if shared[key] else None
+            if key == "x" and br.weight is R._identity and br.bias is R._identity:
+                zb = z  # the layer itself
+            elif lin_form is not None:
+                a, c = lin_form
+                zb = 0
+                if a:
+                    zb = zb + a * base(key, inp, "W")
+                if c:
+                    zb = zb + c * base(key, inp, "P")
+                if br.bias is not None and b is not None:
+                    zb = zb + br.bias(b)
             else:
-                inp = jnp.broadcast_to(jnp.asarray(opts[br.input], x.dtype), x.shape)
-            wb = br.weight(w)
-            zb, vjp = jax.vjp(lambda xx, wb=wb: lin(xx, wb), inp)
-            if br.bias is not None and b is not None:
-                zb = zb + br.bias(b)
+                zb = lin(inp, br.weight(w))
+                if br.bias is not None and b is not None:
+                    zb = zb + br.bias(b)
             zb = br.z_sign * zb
             zsum = zb if zsum is None else zsum + zb
-            terms.append((br.coef, inp, vjp))
-        if not terms:
+            members.append((key, inp, br.weight, br.coef, shared[key]))
+        if not members:
             continue
         g = stabilized_relevance(r, zsum, rule.stabilizer)
         if group.where == "positive":
             g = jnp.where(z > 0, g, 0)
         elif group.where == "negative":
             g = jnp.where(z < 0, g, 0)
-        for coef, inp, vjp in terms:
-            (grad,) = vjp(g)
-            part = coef * inp * grad
-            total = part if total is None else total + part
+        plans.append((g, members))
+
+    # backward: cotangents gathered per (input, W / W+), one transpose each
+    cot: dict = {}
+    generic = []
+    for g, members in plans:
+        for key, inp, weight, coef, share in members:
+            lin_form = getattr(weight, "linear", None) if share else None
+            if lin_form is None:
+                generic.append((inp, weight, coef * g))
+                continue
+            a, c = lin_form
+            for which, k in (("W", a), ("P", c)):
+                if k:
+                    cot[key, which] = cot.get((key, which), 0) + (coef * k) * g
+    total = None
+
+    def transpose(inp, weight, g):
+        (t,) = jax.linear_transpose(lambda xx: lin(xx, weight), inp)(g)
+        return t
+
+    grads: dict = {}
+    for (key, which), g in cot.items():
+        if which == "P" and w_pos is None:
+            w_pos = jnp.maximum(w, 0)
+        t = transpose(inputs[key], w if which == "W" else w_pos, g)
+        grads[key] = t if key not in grads else grads[key] + t
+    for key, t in grads.items():
+        part = inputs[key] * t
+        total = part if total is None else total + part
+    for inp, weight, g in generic:
+        part = inp * transpose(inp, weight(w), g)
+        total = part if total is None else total + part
     return jnp.zeros_like(x) if total is None else total
 
 
@@ -543,6 +636,12 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
             for e in eqns
         )
         relu = len(eqns) == 1 and _is_relu(eqns[0], [_is_var(w) and (w is root) for w in eqns[0].invars], ctx.memo)
+        # a non-negative value scaled by positive literals stays non-negative (average pooling)
+        scaled = root in nonneg and all(
+            e.primitive.name in ("mul", "div", "convert_element_type")
+            and all(_is_var(w) or float(np.min(np.asarray(w.val))) > 0 for w in e.invars)
+            for e in eqns
+        )
 
         def g(rv, *cv):
             local = {root: rv, **dict(zip(consts_needed, cv))}
@@ -556,7 +655,7 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
         kind = "affine" if affine else "activation"
         out = hooks.region(ctx, last, _path(prefix, last), kind, g, read(root), [env[w] for w in consts_needed])
         out = _first(out)
-        if relu:
+        if relu or scaled:
             nonneg.add(v)
         return out
 

@@ -87,11 +87,22 @@ def _square(p):
     return p * p
 
 
+# A weight modifier may declare itself linear in (W, W+): ``modify(W) = a * W + c * W+`` as its
+# ``linear = (a, c)`` attribute. The propagation then shares convolutions between branches
+# (``x W`` is the layer's own output, ``x W+`` is computed once, and every branch's transpose is a
+# combination of two), which makes gamma and alpha-beta about as cheap as z+.
+_identity.linear = (1.0, 0.0)
+_positive.linear = (0.0, 1.0)
+_negative.linear = (1.0, -1.0)  # W- = W - W+
+
+
 def _plus_gamma(g: float, part: Callable) -> Callable:
     def modify(p):
         return p + g * part(p)
 
     modify.__name__ = f"plus_{g}_{part.__name__.strip('_')}"
+    a, c = part.linear
+    modify.linear = (1.0 + g * a, g * c)
     return modify
 
 
