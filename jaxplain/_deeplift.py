@@ -36,7 +36,7 @@ class _Record:
             self.inputs.append(root_val)
         return g(root_val, *consts)
 
-    def layer(self, ctx, eqn, path, kind, lin, x, w, b, *, nonneg):
+    def layer(self, ctx, eqn, path, kind, lin, x, w, b, *, nonneg, concat=None):
         z = lin(x, w)
         return z if b is None else z + b
 

@@ -244,6 +244,20 @@ def _layer_operand(eqn, ins: list[bool]) -> int | None:
     return None
 
 
+def _contracted_axes(eqn, k: int):
+    """(x's axis, the weight's axis) that a layer sums over, if there is exactly one pair."""
+    if eqn.primitive.name == "conv_general_dilated":
+        p = eqn.params
+        if p["feature_group_count"] != 1 or p["batch_group_count"] != 1:
+            return None
+        dn = p["dimension_numbers"]
+        return dn.lhs_spec[1], dn.rhs_spec[1]
+    (lc, rc), _ = eqn.params["dimension_numbers"]
+    if len(lc) != 1:
+        return None
+    return (lc[0], rc[0]) if k == 0 else (rc[0], lc[0])
+
+
 # --------------------------------------------------------------------------- rule application
 
 
@@ -294,8 +308,13 @@ def _sum_to(r, shape):
 SHARE_LINEAR = True
 
 
-def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool):
+def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool, concat=None):
     """Relevance at a layer's input: the rule's branches (see :mod:`jaxplain._lrp.rules`).
+
+    ``concat = (input axis, weight axis)``, the axes the layer contracts, lets branches of one
+    group that need their own weights (z^B's ``W``, ``W+``, ``W-``) run as one operation on
+    inputs and weights concatenated along them: one wide convolution instead of several narrow
+    ones (the first layer's three input channels are where XLA:CPU is slowest).
 
     Branches whose weight modifier is linear in ``(W, W+)`` (its ``linear`` attribute) share work:
     per distinct input, the forward pass needs ``inp W`` (free when ``inp`` is the layer's own
@@ -355,7 +374,7 @@ def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool):
     # forward: every branch's output, group by group
     plans = []  # per group: (G, [(key, inp, weight fn, coef)])
     for group in rule.groups:
-        members, zsum = [], None
+        members, zsum, own = [], None, []
         for br in group.branches:
             if br.input == "neg" and nonneg:
                 continue
@@ -373,12 +392,24 @@ def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool):
                 if br.bias is not None and b is not None:
                     zb = zb + br.bias(b)
             else:
-                zb = lin(inp, br.weight(w))
+                own.append((inp, br.weight(w), br.z_sign))
                 if br.bias is not None and b is not None:
-                    zb = zb + br.bias(b)
+                    zb = br.z_sign * br.bias(b)
+                    zsum = zb if zsum is None else zsum + zb
+                members.append((key, inp, br.weight, br.coef, shared[key]))
+                continue
             zb = br.z_sign * zb
             zsum = zb if zsum is None else zsum + zb
             members.append((key, inp, br.weight, br.coef, shared[key]))
+        if own:
+            if concat is not None and len(own) > 1:
+                zb = lin(
+                    jnp.concatenate([i for i, _, _ in own], axis=concat[0]),
+                    jnp.concatenate([sg * wt for _, wt, sg in own], axis=concat[1]),
+                )
+            else:
+                zb = sum(sg * lin(i, wt) for i, wt, sg in own)
+            zsum = zb if zsum is None else zsum + zb
         if not members:
             continue
         g = stabilized_relevance(r, zsum, rule.stabilizer)
@@ -392,15 +423,18 @@ def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool):
     cot: dict = {}
     generic = []
     for g, members in plans:
+        mine = []
         for key, inp, weight, coef, share in members:
             lin_form = getattr(weight, "linear", None) if share else None
             if lin_form is None:
-                generic.append((inp, weight, coef * g))
+                mine.append((inp, weight(w), coef))
                 continue
             a, c = lin_form
             for which, k in (("W", a), ("P", c)):
                 if k:
                     cot[key, which] = cot.get((key, which), 0) + (coef * k) * g
+        if mine:
+            generic.append((g, mine))
     total = None
 
     def transpose(inp, weight, g):
@@ -416,9 +450,20 @@ def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool):
     for key, t in grads.items():
         part = inputs[key] * t
         total = part if total is None else total + part
-    for inp, weight, g in generic:
-        part = inp * transpose(inp, weight(w), g)
-        total = part if total is None else total + part
+    for g, mine in generic:
+        if concat is not None and len(mine) > 1:
+            t = transpose(
+                jnp.concatenate([i for i, _, _ in mine], axis=concat[0]),
+                jnp.concatenate([wt for _, wt, _ in mine], axis=concat[1]),
+                g,
+            )
+            sizes = np.cumsum([i.shape[concat[0]] for i, _, _ in mine])[:-1]
+            ts = jnp.split(t, sizes, axis=concat[0])
+        else:
+            ts = [transpose(i, wt, g) for i, wt, _ in mine]
+        for (inp, _, coef), t in zip(mine, ts):
+            part = coef * inp * t
+            total = part if total is None else total + part
     return jnp.zeros_like(x) if total is None else total
 
 
@@ -502,7 +547,7 @@ class Rules:
         rule = ctx.rule(kind, eqn, path)
         return apply_op_rule(ctx, rule, eqn, path, lambda r, *c: g(r, *c), [root_val, *consts], [True] + [False] * len(consts))
 
-    def layer(self, ctx: Context, eqn, path: str, kind: str, lin: Callable, x, w, b, *, nonneg: bool):
+    def layer(self, ctx: Context, eqn, path: str, kind: str, lin: Callable, x, w, b, *, nonneg: bool, concat=None):
         index = ctx.counter
         ctx.counter += 1
         if ctx.plan:
@@ -520,7 +565,7 @@ class Rules:
 
         def backward(args, z, r):
             x, w, *bias = args
-            rin = layer_backward(rule, lin, x, w, bias[0] if bias else None, z, r, nonneg=nonneg)
+            rin = layer_backward(rule, lin, x, w, bias[0] if bias else None, z, r, nonneg=nonneg, concat=concat)
             return [rin, None] + [None] * len(bias)
 
         return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
@@ -682,7 +727,12 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
                 lin = lambda xx, ww, e=lin_eqn: _bind(e, [ww, xx])[0]
             kind = "dense" if lin_eqn.primitive.name == "dot_general" else "conv"
             src = _is_var(lin_eqn.invars[k]) and lin_eqn.invars[k] in nonneg
-            outs = [hooks.layer(ctx, lin_eqn, _path(prefix, lin_eqn), kind, lin, xv, wv, bv, nonneg=src)]
+            outs = [
+                hooks.layer(
+                    ctx, lin_eqn, _path(prefix, lin_eqn), kind, lin, xv, wv, bv, nonneg=src,
+                    concat=_contracted_axes(lin_eqn, k),
+                )
+            ]
         else:
             invals = [read(v) for v in eqn.invars]
             path = _path(prefix, eqn)
