@@ -40,8 +40,8 @@ class _Record:
         z = lin(x, w)
         return z if b is None else z + b
 
-    def op(self, ctx, eqn, path, kind, invals, active, what=""):
-        return P._bind(eqn, invals)
+    def op(self, ctx, eqn, path, kind, invals, active, what="", fn=None):
+        return fn(*invals) if fn is not None else P._bind(eqn, invals)
 
 
 class _Rescale(_Record):

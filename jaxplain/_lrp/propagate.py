@@ -61,6 +61,8 @@ _STRUCTURAL = frozenset(
     dynamic_update_slice split""".split()
 )
 _SUMS = frozenset("reduce_sum cumsum".split())
+# Shape-only operations a layer's output may pass before its bias is added.
+_RESHAPES = frozenset("reshape squeeze expand_dims".split())
 _AVG_POOL = frozenset(["reduce_window_sum"])
 _MAXIMA = frozenset("reduce_max reduce_min reduce_window_max reduce_window_min cummax cummin".split())
 
@@ -108,7 +110,7 @@ def _source(eqn) -> str:
     try:
         from jax._src import source_info_util
 
-        return source_info_util.summarize(eqn.source_info)
+        return source_info_util.summarize(eqn.source_info) or "unknown source"
     except Exception:  # pragma: no cover - private API moved
         return "unknown source"
 
@@ -184,12 +186,16 @@ class _Scope:
         self.member_eqn: dict = {}  # region member var -> index of the eqn producing it
         self.fuse: dict[int, int] = {}  # layer eqn index -> the bias add's index
         self.fused_add: dict[int, int] = {}  # bias add index -> layer eqn index
+        self.chain: dict[int, list] = {}  # bias add index -> reshapes between layer and add
+        self.skip: set = set()  # those reshapes: part of the layer; sums that are part of a mean
+        self.mean: dict[int, int] = {}  # the scale of a mean -> its sum
         consumers = collections.defaultdict(list)
         for i, eqn in enumerate(jaxpr.eqns):
             for v in eqn.invars:
                 if _is_var(v):
                     consumers[v].append(i)
         outs = {v for v in jaxpr.outvars if _is_var(v)}
+        producer = {o: i for i, eqn in enumerate(jaxpr.eqns) for o in eqn.outvars}
         for i, eqn in enumerate(jaxpr.eqns):
             ins = [_is_var(v) and v in self.active for v in eqn.invars]
             if not any(ins):
@@ -201,10 +207,20 @@ class _Scope:
                 continue
             out = eqn.outvars[0]
             if _layer_operand(eqn, ins) is not None:
-                users = consumers.get(out, [])
-                if len(users) == 1 and out not in outs:
+                # the bias: a constant added right after the layer, maybe after reshapes
+                users, v, chain = consumers.get(out, []), out, []
+                while (
+                    len(users) == 1
+                    and v not in outs
+                    and jaxpr.eqns[users[0]].primitive.name in _RESHAPES
+                    and len(jaxpr.eqns[users[0]].invars) == 1
+                ):
+                    chain.append(users[0])
+                    v = jaxpr.eqns[users[0]].outvars[0]
+                    users = consumers.get(v, [])
+                if len(users) == 1 and v not in outs:
                     add = jaxpr.eqns[users[0]]
-                    other = [v for v in add.invars if v is not out]
+                    other = [u for u in add.invars if u is not v]
                     if (
                         add.primitive.name == "add"
                         and len(other) == 1
@@ -212,7 +228,26 @@ class _Scope:
                     ):
                         self.fuse[i] = users[0]
                         self.fused_add[users[0]] = i
+                        self.chain[users[0]] = chain
+                        self.skip.update(chain)
                 continue
+            if eqn.primitive.name in ("div", "mul") and sum(ins) == 1:
+                # a mean: sum or pooling window, then a constant scale; one operation for the rules,
+                # so the stabilizer acts on the mean (as Zennit's Norm on an AvgPool module)
+                k = ins.index(True)
+                src = eqn.invars[k]
+                j = producer.get(src)
+                if (
+                    j is not None
+                    and (k == 0 or eqn.primitive.name == "mul")
+                    and jaxpr.eqns[j].primitive.name in _SUMS | _AVG_POOL
+                    and len(consumers.get(src, [])) == 1
+                    and src not in outs
+                    and out.aval.shape == src.aval.shape
+                ):
+                    self.mean[i] = j
+                    self.skip.add(j)
+                    continue
             if i in self.fused_add or not _is_elementwise(eqn, ins, memo):
                 continue
             roots = {self.root.get(v, v) for v, a in zip(eqn.invars, ins) if a}
@@ -570,11 +605,12 @@ class Rules:
 
         return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
 
-    def op(self, ctx: Context, eqn, path: str, kind: str, invals: list, active: list[bool], what: str = ""):
+    def op(self, ctx: Context, eqn, path: str, kind: str, invals: list, active: list[bool], what: str = "", fn=None):
+        fn = fn or (lambda *a: _bind(eqn, list(a)))
         if ctx.plan:
-            return _bind(eqn, invals)
+            return fn(*invals)
         rule = ctx.rule(kind, eqn, path, what=what)
-        return apply_op_rule(ctx, rule, eqn, path, lambda *a: _bind(eqn, list(a)), invals, active)
+        return apply_op_rule(ctx, rule, eqn, path, fn, invals, active)
 
 
 def apply_op_rule(ctx, rule, eqn, path, fn, invals, active):
@@ -709,7 +745,10 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
         name = eqn.primitive.name
         if not any(ins):
             outs = _bind(eqn, [plain(v) for v in eqn.invars])
-        elif i in scope.fuse or (eqn.outvars and eqn.outvars[0] in scope.root):
+        elif not any(_is_float(o) for o in eqn.outvars):
+            # comparisons and other non-float results carry no relevance
+            outs = _bind(eqn, [read(v) for v in eqn.invars])
+        elif i in scope.fuse or i in scope.skip or (eqn.outvars and eqn.outvars[0] in scope.root):
             continue  # computed later: with its bias / as part of its region
         elif i in scope.fused_add or _layer_operand(eqn, ins) is not None:
             lin_eqn = jaxpr.eqns[scope.fused_add[i]] if i in scope.fused_add else eqn
@@ -718,13 +757,19 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
             xv = read(lin_eqn.invars[k])
             wv = plain(lin_eqn.invars[1 - k])
             if i in scope.fused_add:
-                bv = [plain(v) for v in eqn.invars if v is not lin_eqn.outvars[0]][0]
+                chain = scope.chain.get(i, [])
+                end = jaxpr.eqns[chain[-1]].outvars[0] if chain else lin_eqn.outvars[0]
+                bv = [plain(v) for v in eqn.invars if v is not end][0]
             else:
                 bv = None
-            if k == 0:
-                lin = lambda xx, ww, e=lin_eqn: _bind(e, [xx, ww])[0]
-            else:
-                lin = lambda xx, ww, e=lin_eqn: _bind(e, [ww, xx])[0]
+            reshapes = [jaxpr.eqns[j] for j in scope.chain.get(i, [])]
+
+            def lin(xx, ww, e=lin_eqn, k=k, reshapes=reshapes):
+                z = _bind(e, [xx, ww] if k == 0 else [ww, xx])[0]
+                for r_eqn in reshapes:
+                    z = _bind(r_eqn, [z])[0]
+                return z
+
             kind = "dense" if lin_eqn.primitive.name == "dot_general" else "conv"
             src = _is_var(lin_eqn.invars[k]) and lin_eqn.invars[k] in nonneg
             outs = [
@@ -733,6 +778,22 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
                     concat=_contracted_axes(lin_eqn, k),
                 )
             ]
+        elif i in scope.mean:
+            j = scope.mean[i]
+            red = jaxpr.eqns[j]
+            k = ins.index(True)
+            red_ins = [_is_var(v) and v in scope.active for v in red.invars]
+            args = [read(v) for v in red.invars] + [plain(eqn.invars[1 - k])]
+
+            def mean(*a, red=red, eqn=eqn, k=k):
+                total = _bind(red, list(a[:-1]))[0]
+                return _bind(eqn, [total, a[-1]] if k == 0 else [a[-1], total])
+
+            kind = "avg_pool" if red.primitive.name in _AVG_POOL else "sum"
+            outs = hooks.op(ctx, red, _path(prefix, red), kind, args, red_ins + [False], fn=mean)
+            scale = eqn.invars[1 - k]
+            if red.invars[0] in nonneg and not _is_var(scale) and float(np.min(np.asarray(scale.val))) > 0:
+                nonneg.update(eqn.outvars)
         else:
             invals = [read(v) for v in eqn.invars]
             path = _path(prefix, eqn)
