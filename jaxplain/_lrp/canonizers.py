@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp

@@ -85,17 +85,6 @@ def bounds_tensor(b):
     return torch.as_tensor(np.asarray(b, np.float32)).reshape((1, -1, 1, 1) if np.ndim(b) else ())
 
 
-def _jaxplain_stabilizes_the_sum() -> bool:
-    """Whether jaxplain stabilizes ``jnp.mean`` as ``sum + eps`` (else as Zennit: ``mean + eps``).
-
-    ``f(x) = mean(x)`` with four values of 1e-6: relevance ``1e-6 * 1e-6 / (4e-6 + 1e-6) = 2e-7``
-    each when the sum is stabilized, ``1e-6 / 4 * 1e-6 / (1e-6 + 1e-6) = 1.25e-7`` when the mean is.
-    """
-    r = float(jx.lrp(jnp.mean, rules=jx.composites.epsilon_plus())(jnp.full((4,), 1e-6))[0])
-    return abs(r - 2e-7) < abs(r - 1.25e-7)
-
-
-SUM_STABILIZED = _jaxplain_stabilizes_the_sum()
 
 
 # ---------------------------------------------------------------------------- the 4-conv CNN
@@ -207,20 +196,14 @@ def test_resnet_matches_zennit(resnet, composite, canonize):
     close(ours, zennit_relevance(module, theirs, xs, RESNET_TARGETS, classes=RESNET_CLASSES))
 
 
-# ---------------------------------------------------------------------------- known difference
+# ---------------------------------------------------------------------------- average pooling
 
 
-@pytest.mark.xfail(
-    SUM_STABILIZED,
-    strict=True,
-    reason="jaxplain stabilizes the sum of a mean (jnp.mean / nn.avg_pool = reduce_sum or "
-    "reduce_window_sum with rule norm, then a division with pass_through: x R / (sum + eps)); "
-    "Zennit's Norm on AvgPool modules stabilizes the mean: x R / (N (mean + eps))",
-)
 @pytest.mark.parametrize("pooling", ["global", "window"])
 def test_mean_pooling_stabilizer_is_zennits(pooling):
     """ReLU, average pooling (global, or 2x2 windows), dense; activations of order eps, where the
-    stabilizer shows."""
+    stabilizer shows: both stabilize the mean, x R / (N (mean + eps)), not the sum (jnp.mean and
+    nn.avg_pool trace to a sum and a division, which jaxplain treats as one operation)."""
     from torch import nn
 
     rng = np.random.default_rng(0)
