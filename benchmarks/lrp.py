@@ -14,9 +14,10 @@ batch ``--batch`` (64) of standard normal images with per-example target classes
   the jaxplain/Zennit speed ratio (Zennit's time / ours: above 1, jaxplain is faster). The
   ``parity`` rows give ``max |ours - Zennit| / max |Zennit|`` on the timed batch.
 
-Timing as in gradients.py: compiled ahead of time (``compile s``, not in the runs), one warm-up
-run, the median of ``--repeats`` runs under ``jax.block_until_ready``, fewer runs when a warm-up
-shows they would not fit in ``--budget`` seconds; torch with ``torch.set_num_threads(<cores>)``.
+Timing: compiled ahead of time (``compile s``, not in the runs), one warm-up run each; the jax
+rows are timed in ``3 * --repeats`` interleaved rounds (gradient, LRP, LRP, gradient, ...) and the
+LRP/gradient ratio is the median of the per-round ratios, so machine noise cancels. Torch rows as
+in gradients.py (median of ``--repeats`` runs, ``torch.set_num_threads(<cores>)``).
 
 Usage::
 
@@ -42,7 +43,7 @@ import numpy as np  # noqa: E402
 
 import jaxplain as jx  # noqa: E402
 import twins  # noqa: E402
-from gradients import _cores, _measure, _time_jax  # noqa: E402
+from gradients import _cores, _measure  # noqa: E402
 
 FAMILY = "lrp"
 CLASSES = 10
@@ -97,20 +98,24 @@ def main(argv=None) -> list[dict]:
     _log(f"batch {B}, {a.size}x{a.size}x3 4-conv CNN, z^B bounds [{low:g}, {high:g}]")
     timing = dict(repeats=a.repeats, budget=a.budget)
 
-    c, t_grad, n = _time_jax(jax.vmap(jax.grad(f)), (xs, ts), {}, **timing)
-    row("jax gradient (1 batch)", f"{B} img", compile_s=c, time_s=t_grad, n=n)
-
     composites = {
         "EpsilonPlusFlat": jx.composites.epsilon_plus_flat(),
         "EpsilonGammaBox": jx.composites.epsilon_gamma_box(low=low, high=high),
     }
+    fns = {"gradient": jax.vmap(jax.grad(f))}
+    fns.update({name: jax.vmap(jx.lrp(f, rules=rules)) for name, rules in composites.items()})
+    compile_s, times = _interleaved(fns, (xs, ts), repeats=3 * a.repeats)
+    t_grad = float(np.median(times["gradient"]))
+    n = len(times["gradient"])
+    row("jax gradient (1 batch)", f"{B} img", compile_s=compile_s["gradient"], time_s=t_grad, n=n)
     ours, ours_time = {}, {}
-    for name, rules in composites.items():
-        explain = jax.vmap(jx.lrp(f, rules=rules))
-        c, t, n = _time_jax(explain, (xs, ts), {}, **timing)
-        row("jaxplain LRP", name, compile_s=c, time_s=t, n=n, ratio=t / t_grad,
+    for name in composites:
+        t = float(np.median(times[name]))
+        # the ratio: median over rounds of (LRP / gradient) timed back to back
+        ratio = float(np.median(np.asarray(times[name]) / np.asarray(times["gradient"])))
+        row("jaxplain LRP", name, compile_s=compile_s[name], time_s=t, n=n, ratio=ratio,
             ratio_of="x jax gradient")
-        ours[name] = np.asarray(jax.jit(explain)(xs, ts))
+        ours[name] = np.asarray(jax.jit(fns[name])(xs, ts))
         ours_time[name] = t
 
     if not a.no_zennit:
@@ -124,6 +129,26 @@ def main(argv=None) -> list[dict]:
             _zennit(a, module, xs_np, ts_np, low, high, ours=ours, ours_time=ours_time, row=row,
                     timing=timing)
     return rows
+
+
+def _interleaved(fns: dict, args: tuple, *, repeats: int):
+    """Compiles each function, then times them in rounds (one run of each per round), so that a
+    noisy machine slows all of them alike; returns ({name: compile s}, {name: [seconds per round]})."""
+    import time
+
+    compiled, compile_s = {}, {}
+    for name, fn in fns.items():
+        t0 = time.perf_counter()
+        compiled[name] = jax.jit(fn).lower(*args).compile()
+        compile_s[name] = time.perf_counter() - t0
+        jax.block_until_ready(compiled[name](*args))  # warm-up
+    times = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in compiled.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(fn(*args))
+            times[name].append(time.perf_counter() - t0)
+    return compile_s, times
 
 
 def _zennit(a, module, xs_np, ts_np, low, high, *, ours, ours_time, row, timing) -> None:

@@ -447,17 +447,33 @@ def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool, 
             zsum = zb if zsum is None else zsum + zb
         if not members:
             continue
-        g = stabilized_relevance(r, zsum, rule.stabilizer)
-        if group.where == "positive":
-            g = jnp.where(z > 0, g, 0)
-        elif group.where == "negative":
-            g = jnp.where(z < 0, g, 0)
-        plans.append((g, members))
+        plans.append((zsum, group.where, members))
+
+    masks = {"positive": lambda: z > 0, "negative": lambda: z < 0}
+    wheres = [where for _, where, _ in plans]
+    if len(plans) > 1 and None not in wheres and len(set(wheres)) == len(wheres):
+        # Groups on disjoint parts of the output (gamma): one relevance ratio G, selected per
+        # output from its group's denominator; each cotangent is G times a per-output factor.
+        # One pass over the outputs instead of one per group (memory traffic, not arithmetic,
+        # dominates these elementwise steps on CPU).
+        selected, inside = plans[-1][0], masks[plans[-1][1]]()
+        for zsum, where, _ in reversed(plans[:-1]):
+            m = masks[where]()
+            selected, inside = jnp.where(m, zsum, selected), inside | m
+        big_g = jnp.where(inside, stabilized_relevance(r, selected, rule.stabilizer), 0)
+        scaled = [(big_g, masks[where](), members) for _, where, members in plans]
+    else:
+        scaled = []
+        for zsum, where, members in plans:
+            g = stabilized_relevance(r, zsum, rule.stabilizer)
+            if where is not None:
+                g = jnp.where(masks[where](), g, 0)
+            scaled.append((g, None, members))
 
     # backward: cotangents gathered per (input, W / W+), one transpose each
     cot: dict = {}
     generic = []
-    for g, members in plans:
+    for g, mask, members in scaled:
         mine = []
         for key, inp, weight, coef, share in members:
             lin_form = getattr(weight, "linear", None) if share else None
@@ -467,9 +483,15 @@ def layer_backward(rule: R.Rule, lin: Callable, x, w, b, z, r, *, nonneg: bool, 
             a, c = lin_form
             for which, k in (("W", a), ("P", c)):
                 if k:
-                    cot[key, which] = cot.get((key, which), 0) + (coef * k) * g
+                    if mask is None:
+                        term = (coef * k) * g
+                    else:  # a per-output factor; times the shared G below
+                        term = jnp.where(mask, coef * k, 0.0).astype(g.dtype)
+                    cot[key, which] = cot.get((key, which), 0) + term
         if mine:
-            generic.append((g, mine))
+            generic.append((g if mask is None else jnp.where(mask, g, 0), mine))
+    if scaled and scaled[0][1] is not None:
+        cot = {kw: scaled[0][0] * factor for kw, factor in cot.items()}
     total = None
 
     def transpose(inp, weight, g):
