@@ -491,6 +491,23 @@ def test_reshape_and_transpose_move_relevance(x64):
     np.testing.assert_allclose(jx.lrp(g, rules=jx.rules.zero)(jnp.asarray(x)), expected, rtol=1e-12)
 
 
+@pytest.mark.parametrize("method", ["nearest", "bilinear"])
+def test_upsampling_is_a_linear_layer_that_conserves(x64, method):
+    """jax.image.resize (which Captum's LRP rejects as a module without a rule) traces to linear
+    operations with constant weights: with LRP-0 relevance is conserved through it, and each
+    upsampled value's relevance goes back to the input values it was interpolated from."""
+    rng = np.random.default_rng(12)
+    x = jnp.asarray(rng.uniform(0.1, 1.0, size=(4, 4, 2)))
+    w = jnp.asarray(rng.uniform(0.1, 1.0, size=8 * 8 * 2))
+    f = lambda v: jax.image.resize(v, (8, 8, 2), method).reshape(-1) @ w
+    r = jx.lrp(f, rules=jx.rules.zero)(x)
+    np.testing.assert_allclose(r.sum(), f(x), rtol=1e-10)
+    assert bool(jnp.all(r > 0))  # positive inputs, weights and interpolation: positive relevance
+    if method == "nearest":  # each input value owns a 2x2 block of the output
+        blocks = (x[:, None, :, None, :] * w.reshape(4, 2, 4, 2, 2)).sum(axis=(1, 3))
+        np.testing.assert_allclose(r, blocks, rtol=1e-10)
+
+
 def test_embedding_lookup_moves_relevance_to_the_table_rows(x64):
     """x is an embedding table (V, D); f(x, ids) = x[ids] flattened, then a dense layer. The
     relevance of each looked-up row goes back to that row (summed over repeats); other rows get 0."""
