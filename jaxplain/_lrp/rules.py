@@ -37,11 +37,12 @@ References:
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax.numpy as jnp
 import numpy as np
+
+from jaxplain import _contract as C
 
 __all__ = [
     "Branch",
@@ -205,6 +206,7 @@ def stabilize(z, stabilizer):
 
 
 def _check_stabilizer(name: str, value: Any, option: str = "stabilizer") -> Any:
+    """A stabilizer: a function ``z -> stabilized z``, or a number >= 0 (``eps``)."""
     if callable(value):
         return value
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
@@ -212,22 +214,11 @@ def _check_stabilizer(name: str, value: Any, option: str = "stabilizer") -> Any:
             f"jaxplain.rules.{name}: {option} must be a number >= 0 or a function z -> stabilized "
             f"z, got {type(value).__name__} {value!r}."
         )
-    value = float(value)
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"jaxplain.rules.{name}: {option} must be a finite number >= 0, got {value}.")
-    return value
+    return C.check_float(f"rules.{name}", option, value, minimum=0.0)
 
 
 def _check_number(name: str, option: str, value: Any, minimum: float = 0.0) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(
-            f"jaxplain.rules.{name}: {option} must be a real number >= {minimum}, got "
-            f"{type(value).__name__} {value!r}."
-        )
-    value = float(value)
-    if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"jaxplain.rules.{name}: {option} must be a finite number >= {minimum}, got {value}.")
-    return value
+    return C.check_float(f"rules.{name}", option, value, minimum=minimum)
 
 
 def _no_options(name: str, options: dict) -> None:
