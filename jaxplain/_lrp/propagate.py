@@ -596,13 +596,13 @@ class Context:
         return rule
 
 
-# Hooks DeepLIFT replaces: how an activation region and a layer are applied.
 class Rules:
-    """LRP: rules from the composite."""
+    """How the interpreter applies an elementwise region, a layer and any other operation: for LRP,
+    by the composite's rules. DeepLIFT (:mod:`jaxplain._deeplift`) passes hooks of its own."""
 
     def region(self, ctx: Context, eqn, path: str, kind: str, g: Callable, root_val, consts: list):
         rule = ctx.rule(kind, eqn, path)
-        return apply_op_rule(ctx, rule, eqn, path, lambda r, *c: g(r, *c), [root_val, *consts], [True] + [False] * len(consts))
+        return apply_op_rule(ctx, rule, eqn, g, [root_val, *consts], [True] + [False] * len(consts))
 
     def layer(self, ctx: Context, eqn, path: str, kind: str, lin: Callable, x, w, b, *, nonneg: bool, concat=None):
         index = ctx.counter
@@ -632,10 +632,10 @@ class Rules:
         if ctx.plan:
             return fn(*invals)
         rule = ctx.rule(kind, eqn, path, what=what)
-        return apply_op_rule(ctx, rule, eqn, path, fn, invals, active)
+        return apply_op_rule(ctx, rule, eqn, fn, invals, active)
 
 
-def apply_op_rule(ctx, rule, eqn, path, fn, invals, active):
+def apply_op_rule(ctx, rule, eqn, fn, invals, active):
     """Applies a non-layer rule (gradient, pass_through, norm/epsilon/zero) to ``fn(*invals)``."""
     if ctx.plan or rule.kind == "gradient":
         return fn(*invals)
