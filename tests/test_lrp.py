@@ -900,3 +900,25 @@ def test_doctests_run(module):
     result = doctest.testmod(mod)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_merge_batchnorm_reaches_nnx_models_like_linen():
+    """The canonizer works on the traced program, so an NNX ResNet (jaxplain.flax.from_nnx) and its
+    Linen twin give the same canonized relevance."""
+    from flax import nnx
+
+    import jaxplain.flax as jxf
+    from jaxplain.zoo import ResNet, ResNetNNX, linen_to_nnx
+
+    model = ResNet(features=(4, 8), classes=3)
+    v = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 3)))
+    stats = jax.tree_util.tree_map(lambda a: a + 0.5 * jax.random.uniform(jax.random.key(2), a.shape), v["batch_stats"])
+    v = {"params": v["params"], "batch_stats": stats}
+    twin = linen_to_nnx(model, v, ResNetNNX(features=(4, 8), classes=3, rngs=nnx.Rngs(0)))
+    f_linen, f_nnx = jxf.from_linen(model, v), jxf.from_nnx(twin)
+    x = jax.random.uniform(jax.random.key(1), (8, 8, 3))
+    np.testing.assert_allclose(jx.canonizers.merge_batchnorm(f_nnx)(x, 1), f_nnx(x, 1), rtol=1e-5, atol=1e-7)
+    for rules in (jx.composites.epsilon_plus_flat(), jx.composites.epsilon_gamma_box(low=0.0, high=1.0)):
+        a = jx.lrp(jx.canonizers.merge_batchnorm(f_linen), rules=rules)(x, 1)
+        b = jx.lrp(jx.canonizers.merge_batchnorm(f_nnx), rules=rules)(x, 1)
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * float(jnp.abs(a).max()))
