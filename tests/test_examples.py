@@ -24,3 +24,11 @@ def test_sharded():
     attrs = _load("sharded.py")["main"]()
     assert attrs.shape[0] == 4 * len(jax.devices())
     assert len(attrs.sharding.device_set) == len(jax.devices())
+
+
+def test_lrp_resnet(tmp_path):
+    out = tmp_path / "lrp.png"
+    relevance, logits = _load("lrp_resnet.py")["main"](["--out", str(out), "--train", "128", "--epochs", "1"])
+    assert out.exists() and set(relevance) == {"eps+ flat", "eps gamma box", "by path"}
+    for r in relevance.values():
+        assert r.shape == (4, 32, 32, 3) and np.all(np.isfinite(r))

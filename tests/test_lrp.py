@@ -922,3 +922,28 @@ def test_merge_batchnorm_reaches_nnx_models_like_linen():
         a = jx.lrp(jx.canonizers.merge_batchnorm(f_linen), rules=rules)(x, 1)
         b = jx.lrp(jx.canonizers.merge_batchnorm(f_nnx), rules=rules)(x, 1)
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * float(jnp.abs(a).max()))
+
+
+def test_a_layer_rule_by_path_reaches_only_the_layers_there():
+    """paths={"block": zplus} means the block's convolutions: its ReLU and residual sum keep their
+    kinds' rules (no error for giving zplus to an activation); gradient by path reaches everything."""
+    rng = np.random.default_rng(13)
+    k1 = jnp.asarray(rng.normal(size=(3, 3, 2, 2)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=4 * 4 * 2), jnp.float32)
+
+    def f(x):
+        with jax.named_scope("block"):
+            y = jax.nn.relu(_conv(x, k1, (1, 1), ((1, 1), (1, 1)))) + x[None]
+        return y.reshape(-1) @ w
+
+    x = jnp.asarray(rng.uniform(size=(4, 4, 2)), jnp.float32)
+    by_path = jx.lrp(f, rules=jx.composites.custom(default=jx.rules.epsilon, paths={"block": jx.rules.zplus}))(x)
+    by_type = jx.lrp(f, rules=jx.composites.custom(types={"conv": jx.rules.zplus, "dense": jx.rules.epsilon}))(x)
+    np.testing.assert_allclose(by_path, by_type, rtol=1e-6)
+    grad_path = jx.lrp(f, rules=jx.composites.custom(default=jx.rules.epsilon, paths={"block": jx.rules.gradient}))(x)
+    # the dense layer's epsilon relevance, then the block's ordinary backward pass
+    block = lambda v: (jax.nn.relu(_conv(v, k1, (1, 1), ((1, 1), (1, 1)))) + v[None]).reshape(-1)
+    y, vjp = jax.vjp(block, x)
+    z = y @ w
+    (expected,) = vjp(y * w * z / (z + 1e-6 * jnp.sign(z)))
+    np.testing.assert_allclose(grad_path, expected, rtol=1e-5, atol=1e-6)

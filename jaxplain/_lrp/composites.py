@@ -21,7 +21,9 @@ output right after it. Any other operation that touches ``x`` (e.g. a product of
 jx.rules.gradient}``, or ``lrp`` raises an error naming it.
 
 A :class:`Composite` picks the rule of each layer, first match wins: ``paths`` (the Flax module
-path, shell patterns such as ``"stage1/*"``), ``first`` / ``last`` (the first / last dense or
+path, shell patterns such as ``"stage1/*"``; a layer rule given by path reaches the dense and
+convolution layers there, ``pass_through`` / ``gradient`` every operation there), ``first`` /
+``last`` (the first / last dense or
 convolution layer of the program), ``head`` (dense layers after the last convolution), ``types``
 (a kind or a primitive name), then the default above.
 
@@ -94,7 +96,9 @@ class Composite(NamedTuple):
         ``"first_conv"``, ``"first_dense"``, ``"last"``, ``"head"``)."""
         if path:
             for pattern, rule in self.paths:
-                if _path_matches(pattern, path):
+                # "stage1/*": zplus means stage1's layers, not its activations and sums
+                applies = kind in LAYER_KINDS or rule.kind in ("pass", "gradient")
+                if applies and _path_matches(pattern, path):
                     return rule
         if kind in LAYER_KINDS:
             for k, rule in self.first:
@@ -151,7 +155,9 @@ def custom(
       types: rules by kind (``"dense"``, ``"conv"``, ``"activation"``, ``"affine"``, ``"sum"``,
         ``"avg_pool"``, ``"max_pool"``) or by primitive name (``"mul"``, ``"dot_general"``...).
       paths: rules by Flax module path; shell patterns (``"stage1/*"``) match the path or a
-        trailing part of it. Checked first, in order.
+        trailing part of it. Checked first, in order. A layer rule (epsilon, zplus, ...) reaches
+        the dense and convolution layers under the path; ``pass_through`` and ``gradient`` reach
+        every operation there.
       first: the first dense/convolution layer's rule (e.g. ``rules.flat``), or
         ``{"conv": rule}`` / ``{"dense": rule}`` for the first layer of that kind (Zennit's
         ``EpsilonGammaBox`` puts z^B on the first convolution).
