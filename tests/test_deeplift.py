@@ -127,3 +127,31 @@ def test_bad_input():
     with pytest.raises(ValueError):
         ex(jnp.array([jnp.inf, 1.0]))
     np.testing.assert_allclose(ex(jnp.array([1.0, -1.0])), [1.0, 0.0])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["leaky_relu", "where_leaky", "elu", "z_times_step", "square_by_product", "relu6", "gelu", "silu"],
+)
+def test_rescale_on_every_spelling_of_an_activation(name):
+    """The rescale multiplier of an activation a is (a(z) - a(z')) / (z - z') whatever a's spelling:
+    predicates of jnp.where / leaky_relu / elu are recomputed at the baseline (not reused from x),
+    and products of x-dependent values (z * z, z * (z > 0)) are activations, not affine maps."""
+    act = {
+        "leaky_relu": lambda z: jax.nn.leaky_relu(z, 0.1),
+        "where_leaky": lambda z: jnp.where(z > 0, z, 0.1 * z),
+        "elu": jax.nn.elu,
+        "z_times_step": lambda z: z * (z > 0),
+        "square_by_product": lambda z: z * z,
+        "relu6": jax.nn.relu6,
+        "gelu": jax.nn.gelu,
+        "silu": jax.nn.silu,
+    }[name]
+    rng = np.random.default_rng(4)
+    W, v = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), jnp.asarray(rng.normal(size=4), jnp.float32)
+    x, b = jnp.asarray(rng.normal(size=3), jnp.float32), jnp.asarray(rng.normal(size=3), jnp.float32)
+    f = lambda u: act(u @ W) @ v
+    z, z0 = x @ W, b @ W
+    m = (act(z) - act(z0)) / (z - z0)
+    np.testing.assert_allclose(jx.deeplift(f, baseline=b)(x), (x - b) * (W @ (m * v)), rtol=2e-4, atol=1e-6)
+    np.testing.assert_allclose(jx.deeplift(f, baseline=b)(x).sum(), f(x) - f(b), rtol=2e-4, atol=1e-6)

@@ -947,3 +947,46 @@ def test_a_layer_rule_by_path_reaches_only_the_layers_there():
     z = y @ w
     (expected,) = vjp(y * w * z / (z + 1e-6 * jnp.sign(z)))
     np.testing.assert_allclose(grad_path, expected, rtol=1e-5, atol=1e-6)
+
+
+def _np_zplus_dense(x, W, r, eps=1e-6):
+    """z+ (Zennit's ZPlus, no bias) for one dense layer, straight from the formula."""
+    xp, xn, Wp, Wn = np.maximum(x, 0), np.minimum(x, 0), np.maximum(W, 0), np.minimum(W, 0)
+    g = r / _np_stab(xp @ Wp + xn @ Wn, eps)
+    return xp * (Wp @ g) + xn * (Wn @ g)
+
+
+@pytest.mark.parametrize("construct", ["times negative array", "concat negative array", "pad -1"])
+def test_nonnegativity_is_not_assumed_through_unknown_constants(x64, construct):
+    """The interpreter drops z+'s min(x, 0) branch when it knows a layer's input is >= 0 (after a
+    ReLU); a ReLU output scaled by or joined with a constant array of unknown sign must not count."""
+    rng = np.random.default_rng(14)
+    W1, W2, w3 = rng.normal(size=(4, 6)), rng.normal(size=(6 if construct == "times negative array" else 9, 5)), rng.normal(size=5)
+    c = -rng.uniform(0.5, 2.0, size=6)
+    x = rng.normal(size=4)
+    mid = {
+        "times negative array": lambda h, xp: h * xp.asarray(c),
+        "concat negative array": lambda h, xp: xp.concatenate([h, xp.asarray(c[:3])]),
+        "pad -1": lambda h, xp: xp.pad(h, (0, 3), constant_values=-1.0),
+    }[construct]
+    f = lambda v: (mid(jnp.maximum(v @ W1, 0), jnp) @ W2) @ w3
+    got = jx.lrp(f, rules=jx.composites.custom(types={"dense": jx.rules.zplus}))(jnp.asarray(x))
+    h = np.maximum(x @ W1, 0)
+    a = mid(h, np)
+    r3 = _np_zplus_dense(a @ W2, w3[:, None], np.array([f(jnp.asarray(x))]))
+    r2 = _np_zplus_dense(a, W2, r3)
+    r_h = r2[:6]  # back to the ReLU: scaling passes relevance through; constants take their share
+    r1 = _np_zplus_dense(x, W1, r_h)
+    np.testing.assert_allclose(got, r1, rtol=1e-8, atol=1e-12)
+
+
+def test_rules_by_primitive_name_do_not_reach_activation_regions():
+    """types={"mul": ...} is for products of two x-dependent values outside any activation; an
+    inline swish (z * sigmoid(z)) is an activation region and keeps the activation rule."""
+    rng = np.random.default_rng(15)
+    W, v = jnp.asarray(rng.normal(size=(3, 4)), jnp.float32), jnp.asarray(rng.normal(size=4), jnp.float32)
+    f = lambda x: (lambda z: z * jax.nn.sigmoid(z))(x @ W) @ v
+    x = jnp.asarray(rng.normal(size=3), jnp.float32)
+    plain = jx.lrp(f, rules=jx.rules.epsilon)(x)
+    named = jx.lrp(f, rules=jx.composites.custom(default=jx.rules.epsilon, types={"mul": jx.rules.gradient}))(x)
+    np.testing.assert_allclose(named, plain, rtol=1e-6)

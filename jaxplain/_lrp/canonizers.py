@@ -199,7 +199,7 @@ def _evaluate(jaxpr, consts, args, active_in):
             continue
         invals = [read(u) for u in eqn.invars]
         sub = P._sub(eqn)
-        if any(ins) and sub is not None and eqn.primitive.name in ("jit", "pjit", "closed_call", "core_call"):
+        if any(ins) and sub is not None and eqn.primitive.name in ("jit", "pjit", "closed_call", "core_call", *P._REMAT):
             outs = _evaluate(P._open(sub), P._consts(sub), invals, ins)
         else:
             outs = _bind(eqn, invals)

@@ -58,7 +58,7 @@ _AFFINE = frozenset("add sub mul neg convert_element_type copy copy_p reduce_pre
 _STRUCTURAL = frozenset(
     """reshape transpose squeeze expand_dims broadcast_in_dim slice dynamic_slice gather pad
     concatenate rev convert_element_type copy copy_p reduce_precision select_n
-    dynamic_update_slice split""".split()
+    dynamic_update_slice split scatter""".split()
 )
 _SUMS = frozenset("reduce_sum cumsum".split())
 # Shape-only operations a layer's output may pass before its bias is added.
@@ -138,9 +138,12 @@ def _elementwise_call(eqn, active_in: list[bool], memo: dict) -> bool:
 
 
 def _elementwise_body(jaxpr, active_in: list[bool], memo: dict) -> bool:
-    if sum(active_in) != 1 or len(jaxpr.outvars) != 1:
+    # x-dependent inputs of one shape (with predicates, as in jnp.where); that they are functions
+    # of one value is the caller's check (the region's root)
+    floats = [v for v, a in zip(jaxpr.invars, active_in) if a and _is_float(v)]
+    if not floats or len(jaxpr.outvars) != 1 or len({v.aval.shape for v in floats}) != 1:
         return False
-    (root,) = [v for v, a in zip(jaxpr.invars, active_in) if a]
+    root = floats[0]
     active = {v for v, a in zip(jaxpr.invars, active_in) if a}
     for eqn in jaxpr.eqns:
         ins = [_is_var(v) and v in active for v in eqn.invars]
@@ -189,6 +192,7 @@ class _Scope:
         self.chain: dict[int, list] = {}  # bias add index -> reshapes between layer and add
         self.skip: set = set()  # those reshapes: part of the layer; sums that are part of a mean
         self.mean: dict[int, int] = {}  # the scale of a mean -> its sum
+        self.flags: set = set()  # non-float region members (predicates computed from x)
         consumers = collections.defaultdict(list)
         for i, eqn in enumerate(jaxpr.eqns):
             for v in eqn.invars:
@@ -198,12 +202,26 @@ class _Scope:
         producer = {o: i for i, eqn in enumerate(jaxpr.eqns) for o in eqn.outvars}
         for i, eqn in enumerate(jaxpr.eqns):
             ins = [_is_var(v) and v in self.active for v in eqn.invars]
-            if not any(ins):
+            # comparisons of a region's values (the predicate of a jnp.where) belong to the region:
+            # DeepLIFT recomputes the whole region at the baseline, predicates included
+            flags = [_is_var(v) and v in self.flags for v in eqn.invars]
+            if not any(ins) and not any(flags):
                 continue
             for o in eqn.outvars:
-                if _is_float(o):
+                if _is_float(o) and any(ins):
                     self.active.add(o)
-            if len(eqn.outvars) != 1 or not _is_float(eqn.outvars[0]):
+            if len(eqn.outvars) != 1 or not _is_float(eqn.outvars[0]) or not any(ins):
+                # a predicate, or a value computed from predicates only (x > 0 cast to float)
+                out = eqn.outvars[0] if len(eqn.outvars) == 1 else None
+                if out is not None and _is_elementwise(eqn, [a or b for a, b in zip(ins, flags)], memo):
+                    roots = {self.root.get(v, v) for v, a in zip(eqn.invars, ins) if a}
+                    roots |= {self.root[v] for v, b in zip(eqn.invars, flags) if b}
+                    if len(roots) == 1 and out.aval.shape == next(iter(roots)).aval.shape:
+                        self.root[out] = next(iter(roots))
+                        self.member_eqn[out] = i
+                        self.flags.add(out)
+                continue
+            if not any(ins):
                 continue
             out = eqn.outvars[0]
             if _layer_operand(eqn, ins) is not None:
@@ -251,6 +269,7 @@ class _Scope:
             if i in self.fused_add or not _is_elementwise(eqn, ins, memo):
                 continue
             roots = {self.root.get(v, v) for v, a in zip(eqn.invars, ins) if a}
+            roots |= {self.root[v] for v, b in zip(eqn.invars, flags) if b}
             if len(roots) == 1:
                 (r,) = roots
                 if out.aval.shape == r.aval.shape:
@@ -558,8 +577,9 @@ class Context:
             tags.add("head")
         return frozenset(tags)
 
-    def rule(self, kind: str, eqn, path: str, position=frozenset(), what: str = "") -> R.Rule:
-        rule = self.composite.rule_for(kind, eqn.primitive.name, path, position)
+    def rule(self, kind: str, eqn, path: str, position=frozenset(), what: str = "", primitive=None) -> R.Rule:
+        primitive = eqn.primitive.name if primitive is None else primitive
+        rule = self.composite.rule_for(kind, primitive, path, position)
         where = f"{_source(eqn)}" + (f", module {path!r}" if path else "")
         if rule is None:
             if kind in ("dense", "conv"):
@@ -601,7 +621,7 @@ class Rules:
     by the composite's rules. DeepLIFT (:mod:`jaxplain._deeplift`) passes hooks of its own."""
 
     def region(self, ctx: Context, eqn, path: str, kind: str, g: Callable, root_val, consts: list):
-        rule = ctx.rule(kind, eqn, path)
+        rule = ctx.rule(kind, eqn, path, primitive="")  # a region's rule goes by kind, not by its last op
         return apply_op_rule(ctx, rule, eqn, g, [root_val, *consts], [True] + [False] * len(consts))
 
     def layer(self, ctx: Context, eqn, path: str, kind: str, lin: Callable, x, w, b, *, nonneg: bool, concat=None):
@@ -705,17 +725,24 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
             nonneg.add(v)
 
     def plain(v):
-        return v.val if not _is_var(v) else env[v]
+        """A value without rules: a literal, a computed value, or a region member recomputed."""
+        if not _is_var(v):
+            return v.val
+        if v not in env:  # a member of an elementwise region, read outside it (a predicate)
+            g, root, consts, _ = _region_fn(v)
+            env[v] = g(read(root), *[plain(w) for w in consts])
+        return env[v]
 
     def read(v):
         """The value of ``v`` as an operation outside its elementwise region sees it."""
-        if not _is_var(v) or v not in scope.root:
+        if not _is_var(v) or v not in scope.root or v in scope.flags:
             return plain(v)
         if v not in done:
             done[v] = _region(v)
         return done[v]
 
-    def _region(v):
+    def _region_fn(v):
+        """``(g, root, consts, eqns)``: ``v = g(root, *consts)`` by the region's operations."""
         root = scope.root[v]
         # the member eqns v depends on, in program order
         need, stack = set(), [v]
@@ -734,17 +761,6 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
                 if _is_var(w) and w not in scope.root and w is not root and w not in seen and w not in scope.active:
                     seen.add(w)
                     consts_needed.append(w)
-        affine = all(
-            e.primitive.name in _AFFINE or (e.primitive.name == "div" and _is_var(e.invars[0]) and (e.invars[0] is root or e.invars[0] in scope.root))
-            for e in eqns
-        )
-        relu = len(eqns) == 1 and _is_relu(eqns[0], [_is_var(w) and (w is root) for w in eqns[0].invars], ctx.memo)
-        # a non-negative value scaled by positive literals stays non-negative (average pooling)
-        scaled = root in nonneg and all(
-            e.primitive.name in ("mul", "div", "convert_element_type")
-            and all(_is_var(w) or float(np.min(np.asarray(w.val))) > 0 for w in e.invars)
-            for e in eqns
-        )
 
         def g(rv, *cv):
             local = {root: rv, **dict(zip(consts_needed, cv))}
@@ -754,9 +770,35 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
                     local[o] = val
             return local[v]
 
+        return g, root, consts_needed, eqns
+
+    def _region(v):
+        g, root, consts_needed, eqns = _region_fn(v)
+
+        def mine(w):  # the region's own value: its root or a member
+            return _is_var(w) and (w is root or w in scope.root)
+
+        def positive_literal(w):
+            return not _is_var(w) and float(np.min(np.asarray(w.val))) > 0
+
+        # affine: +, -, * with constants only (x * x is not), / by a constant
+        affine = all(
+            (e.primitive.name in _AFFINE and sum(mine(w) for w in e.invars) <= 1)
+            or (e.primitive.name == "div" and mine(e.invars[0]) and not mine(e.invars[1]))
+            for e in eqns
+        )
+        relu = len(eqns) == 1 and _is_relu(eqns[0], [_is_var(w) and (w is root) for w in eqns[0].invars], ctx.memo)
+        # a non-negative value scaled by positive literals stays non-negative (average pooling);
+        # constants that are arrays have an unknown sign
+        scaled = root in nonneg and all(
+            (e.primitive.name == "convert_element_type")
+            or (e.primitive.name == "mul" and all(mine(w) or positive_literal(w) for w in e.invars))
+            or (e.primitive.name == "div" and mine(e.invars[0]) and positive_literal(e.invars[1]))
+            for e in eqns
+        )
         last = eqns[-1]
         kind = "affine" if affine else "activation"
-        out = hooks.region(ctx, last, _path(prefix, last), kind, g, read(root), [env[w] for w in consts_needed])
+        out = hooks.region(ctx, last, _path(prefix, last), kind, g, read(root), [plain(w) for w in consts_needed])
         out = _first(out)
         if relu or scaled:
             nonneg.add(v)
@@ -765,13 +807,13 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
     for i, eqn in enumerate(jaxpr.eqns):
         ins = [_is_var(v) and v in scope.active for v in eqn.invars]
         name = eqn.primitive.name
-        if not any(ins):
+        if i in scope.fuse or i in scope.skip or (eqn.outvars and eqn.outvars[0] in scope.root):
+            continue  # computed later: with its bias / as part of its region
+        elif not any(ins):
             outs = _bind(eqn, [plain(v) for v in eqn.invars])
         elif not any(_is_float(o) for o in eqn.outvars):
             # comparisons and other non-float results carry no relevance
             outs = _bind(eqn, [read(v) for v in eqn.invars])
-        elif i in scope.fuse or i in scope.skip or (eqn.outvars and eqn.outvars[0] in scope.root):
-            continue  # computed later: with its bias / as part of its region
         elif i in scope.fused_add or _layer_operand(eqn, ins) is not None:
             lin_eqn = jaxpr.eqns[scope.fused_add[i]] if i in scope.fused_add else eqn
             lin_ins = [_is_var(v) and v in scope.active for v in lin_eqn.invars]
@@ -831,7 +873,7 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
                         nonneg.add(o)
             elif name in _STRUCTURAL:
                 outs = _bind(eqn, invals)
-                if all(not a or v in nonneg for v, a in zip(eqn.invars, ins)):
+                if _keeps_nonneg(eqn, ins, nonneg):
                     nonneg.update(eqn.outvars)
             elif name in ("add", "sub") and n_act == 2:
                 outs = hooks.op(ctx, eqn, path, "sum", invals, ins)
@@ -860,6 +902,20 @@ def evaluate(jaxpr, consts, args, active_in: list[bool], ctx: Context, hooks, pr
             env[o] = val
     outs = [read(v) for v in jaxpr.outvars]
     return outs, [_is_var(v) and v in nonneg for v in jaxpr.outvars]
+
+
+def _keeps_nonneg(eqn, ins, nonneg) -> bool:
+    """Whether a shape-only operation of non-negative inputs is non-negative: every float operand
+    is a non-negative input or a literal >= 0 (a constant array's sign is unknown; a gather's
+    fill value counts too)."""
+    for v, a in zip(eqn.invars, ins):
+        if a:
+            if v not in nonneg:
+                return False
+        elif _is_float(v) and (_is_var(v) or float(np.min(np.asarray(v.val))) < 0):
+            return False
+    fill = eqn.params.get("fill_value")
+    return fill is None or float(fill) >= 0
 
 
 def _is_dynamic(leaf: Any) -> bool:
