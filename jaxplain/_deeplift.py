@@ -5,8 +5,10 @@ every activation region (the elementwise functions of one value, e.g. a ReLU or 
 :mod:`jaxplain._lrp.propagate`), then at ``x`` with every activation region's backward pass
 replaced by the rescale rule, ``g_in = g_out * (a(x) - a(x')) / (x - x')`` (the ordinary derivative
 where ``|x - x'| < 1e-10``). Dense and convolution layers, sums, pooling and every other operation
-keep their ordinary backward pass (Captum's convention: DeepLIFT's linear rule is the gradient).
-The attribution is ``(x - baseline) * multipliers``.
+keep their ordinary backward pass (Captum's convention: DeepLIFT's linear rule is the gradient),
+except max pooling, which gets Captum's max-pooling rescale (the difference of the window maxima
+goes back to the winners at ``x`` and at the baseline). The attribution is
+``(x - baseline) * multipliers``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,14 @@ class _Record:
         return z if b is None else z + b
 
     def op(self, ctx, eqn, path, kind, invals, active, what="", fn=None):
+        if _is_max_pool(kind, active):
+            self.inputs.append(invals[active.index(True)])
         return fn(*invals) if fn is not None else P._bind(eqn, invals)
+
+
+def _is_max_pool(kind, active) -> bool:
+    """A maximum over windows of one x-dependent value (max pooling), which gets its own rule."""
+    return kind == "max_pool" and sum(active) == 1
 
 
 class _Rescale(_Record):
@@ -68,6 +77,40 @@ class _Rescale(_Record):
             return [jnp.where(small, grad, rescaled), None] + [None] * len(cs)
 
         return P.with_backward(lambda x, x_ref, *cs: g(x, *cs), backward, [root_val, ref, *consts])
+
+    def op(self, ctx, eqn, path, kind, invals, active, what="", fn=None):
+        fn = fn or (lambda *a: P._bind(eqn, list(a)))
+        if not _is_max_pool(kind, active):
+            return fn(*invals)
+        # Captum's max-pooling rule: the difference of the window maxima, y - y', goes back to the
+        # winners at x and at the baseline (m - y' to x's, y - m to the baseline's, m = max(y, y')),
+        # then is divided by x - x' (the gradient where |x - x'| < 1e-10). Sums to y - y'.
+        k = active.index(True)
+        ref = self.refs[len(self.inputs)]
+        self.inputs.append(invals[k])
+
+        def pool(v, *others):
+            args = list(others)
+            args.insert(k, v)
+            return P._first(fn(*args))
+
+        others = [v for i, v in enumerate(invals) if i != k]
+
+        def backward(args, out, r):
+            x, x_ref, *cs = args
+            r = P._first(r)
+            y, vjp_x = jax.vjp(lambda v: pool(v, *cs), x)
+            y_ref, vjp_ref = jax.vjp(lambda v: pool(v, *cs), x_ref)
+            m = jnp.maximum(y, y_ref)
+            (moved,) = vjp_x(r * (m - y_ref))
+            (moved_ref,) = vjp_ref(r * (y - m))
+            (grad,) = vjp_x(r)
+            dx = x - x_ref
+            small = jnp.abs(dx) < EPS
+            rescaled = (moved + moved_ref) / jnp.where(small, jnp.ones_like(dx), dx)
+            return [jnp.where(small, grad, rescaled), None] + [None] * len(cs)
+
+        return [P.with_backward(lambda x, x_ref, *cs: pool(x, *cs), backward, [invals[k], ref, *others])]
 
 
 def multipliers(method: str, f: Callable) -> Callable:
@@ -96,8 +139,8 @@ def deeplift(f: Callable, *, baseline: Any = 0.0) -> C.Explainer:
     operations and ReLUs. Equals Captum's ``DeepLift`` (rescale rule) on models whose
     activations are modules Captum knows (``nn.ReLU``, ``nn.Tanh``, ``nn.Sigmoid``...). Activations
     are found in the traced program, not by module type, so inline ones (``jax.nn.gelu``,
-    ``x * sigmoid(x)``) get the rule too. Max pooling keeps its gradient (Captum uses a
-    max-pooling-specific rescale there).
+    ``x * sigmoid(x)``) get the rule too. Max pooling gets Captum's max-pooling rescale, so
+    summation-to-delta holds through it.
 
     Args:
       f: ``f(x, *args) -> scalar`` for one example.

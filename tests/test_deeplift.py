@@ -155,3 +155,36 @@ def test_rescale_on_every_spelling_of_an_activation(name):
     m = (act(z) - act(z0)) / (z - z0)
     np.testing.assert_allclose(jx.deeplift(f, baseline=b)(x), (x - b) * (W @ (m * v)), rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(jx.deeplift(f, baseline=b)(x).sum(), f(x) - f(b), rtol=2e-4, atol=1e-6)
+
+
+def test_max_pooling_rescale_matches_its_formula_and_sums_to_delta():
+    """Max pooling gets the max-pooling rescale (Captum's rule): per window, with y = max at x, y' =
+    max at the baseline and m = max(y, y'), the winner at x receives g (m - y') and the winner at
+    the baseline g (y - m); together g (y - y'), so summation-to-delta holds through the pooling."""
+    rng = np.random.default_rng(16)
+    v = jnp.asarray(rng.normal(size=4), jnp.float32)
+    f = lambda x: jax.lax.reduce_window(x, -jnp.inf, jax.lax.max, (2,), (2,), "VALID") @ v
+    x, b = jnp.asarray(rng.normal(size=8), jnp.float32), jnp.asarray(rng.normal(size=8), jnp.float32)
+    expected = np.zeros(8)
+    xw, bw = np.asarray(x).reshape(4, 2), np.asarray(b).reshape(4, 2)
+    for k in range(4):
+        y, y_ref = xw[k].max(), bw[k].max()
+        m = max(y, y_ref)
+        expected[2 * k + xw[k].argmax()] += float(v[k]) * (m - y_ref)
+        expected[2 * k + bw[k].argmax()] += float(v[k]) * (y - m)
+    got = jx.deeplift(f, baseline=b)(x)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sum(), f(x) - f(b), rtol=1e-5, atol=1e-6)
+    # in a CNN: conv, ReLU, 2x2 max pooling, dense
+    k = jax.random.split(jax.random.key(3), 2)
+    w1, w2 = jax.random.normal(k[0], (3, 3, 2, 4)), jax.random.normal(k[1], (4 * 4 * 4, 3))
+
+    def cnn(x, t):
+        h = jax.lax.conv_general_dilated(x[None], w1, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        h = nn.max_pool(jax.nn.relu(h), (2, 2), (2, 2))
+        return (h.reshape(1, -1) @ w2)[0, t]
+
+    xs = jax.random.normal(jax.random.key(4), (2, 8, 8, 2))
+    for t in range(3):
+        a = jx.deeplift(cnn, baseline=xs[1])(xs[0], t)
+        np.testing.assert_allclose(a.sum(), cnn(xs[0], t) - cnn(xs[1], t), rtol=1e-4, atol=1e-5)
