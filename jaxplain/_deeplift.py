@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxplain import _contract as C
+from jaxplain._gradients import _check_baseline_value
 from jaxplain._lrp import propagate as P
 
 __all__ = ["deeplift", "deeplift_shap"]
@@ -163,8 +164,6 @@ def deeplift(f: Callable, *, baseline: Any = 0.0) -> C.Explainer:
       understanding of gradient-based attribution methods for Deep Neural Networks", ICLR.
     """
     C.check_callable("deeplift", "f", f)
-    from jaxplain._gradients import _check_baseline_value
-
     _check_baseline_value("deeplift", baseline)
     m = multipliers("deeplift", f)
 

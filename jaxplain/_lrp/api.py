@@ -20,11 +20,7 @@ def resolve_rules(method: str, rules: Any) -> K.Composite:
     if isinstance(rules, K.Composite):
         return rules
     if isinstance(rules, R.Rule):
-        if rules.name == "zbox" and not rules.options:
-            raise ValueError(
-                f"jaxplain.{method}: jaxplain.rules.zbox needs bounds: rules=jaxplain.rules.zbox("
-                f"low=..., high=...)."
-            )
+        R.check_configured(rules, f"jaxplain.{method}")
         if rules.kind == "pass":
             raise ValueError(
                 f"jaxplain.{method}: pass_through cannot be the rule of every layer (dense and "

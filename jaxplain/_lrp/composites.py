@@ -81,6 +81,18 @@ class Composite(NamedTuple):
       last: the rule of the last dense/convolution layer, or None.
       head: the rule of dense layers after the last convolution, or None.
       default: the rule of dense/convolution layers nothing else matched (None: an error).
+
+    Example:
+      >>> import jaxplain as jx
+      >>> c = jx.composites.epsilon_gamma_box(low=0.0, high=1.0)
+      >>> c.rule_for("conv", "conv_general_dilated", "", frozenset({"first", "first_conv"})).name
+      'zbox'
+      >>> c.rule_for("conv", "conv_general_dilated", "", frozenset()).name
+      'gamma'
+
+    References:
+      Kohlbrenner et al. (2020), "Towards Best Practice in Explaining Neural Network Decisions
+      with LRP", IJCNN.
     """
 
     types: tuple = ()
@@ -132,12 +144,7 @@ def _check_rule(where: str, rule: Any) -> R.Rule:
             f"jaxplain.composites.custom: {where} must be a rule such as jaxplain.rules.epsilon, "
             f"got {type(rule).__name__} {rule!r}."
         )
-    if rule.name == "zbox" and not rule.options:
-        raise ValueError(
-            f"jaxplain.composites.custom: {where} is jaxplain.rules.zbox without bounds; use "
-            f"jaxplain.rules.zbox(low=..., high=...)."
-        )
-    return rule
+    return R.check_configured(rule, f"jaxplain.composites.custom: {where}")
 
 
 def custom(

@@ -595,11 +595,7 @@ class Context:
                 f"jaxplain.rules.gradient}}, ...) for its ordinary backward pass, or "
                 f"jaxplain.rules.norm to split relevance in proportion to each input's share."
             )
-        if rule.name == "zbox" and not rule.options:
-            raise LRPError(
-                f"jaxplain.{self.method}: jaxplain.rules.zbox needs bounds: "
-                f"jaxplain.rules.zbox(low=..., high=...) ({where})."
-            )
+        R.check_configured(rule, f"jaxplain.{self.method} ({where})")  # a Composite built by hand
         if kind not in ("dense", "conv") and rule.kind == "layer" and rule.modifies_params:
             raise LRPError(
                 f"jaxplain.{self.method}: the rule {rule.name!r} changes weights or inputs, so it "

@@ -117,6 +117,16 @@ class Branch(NamedTuple):
       bias: ``b -> b'``, or None for no bias in this branch.
       coef: the branch's factor in the sum of relevances.
       z_sign: the branch's sign in its group's denominator.
+
+    Example:
+      >>> import jaxplain as jx
+      >>> pos, neg = jx.rules.zplus.groups[0].branches  # x+ W+ (+ b+) and x- W- (no bias)
+      >>> pos.input, neg.input, neg.bias is None
+      ('pos', 'neg', True)
+
+    References:
+      Zennit's ``BasicHook`` (input, parameter and output modifiers): Anders et al. (2021),
+      arXiv:2106.13200.
     """
 
     input: str = "x"
@@ -128,7 +138,18 @@ class Branch(NamedTuple):
 
 class Group(NamedTuple):
     """Branches sharing one denominator; ``where`` ("positive"/"negative"/None) masks the outputs
-    by the sign of the unmodified ``z``."""
+    by the sign of the unmodified ``z``.
+
+    Example:
+      >>> import jaxplain as jx
+      >>> [g.where for g in jx.rules.gamma.groups]  # the generalized gamma rule's two halves
+      ['positive', 'negative']
+
+    References:
+      Andéol, Kawakami, Wada, Kanda & Mardziel (2021), "Learning domain invariant
+      representations by joint Wasserstein distance minimization" (the generalized gamma rule);
+      Zennit's ``Gamma``.
+    """
 
     branches: tuple[Branch, ...]
     where: str | None = None
@@ -144,6 +165,16 @@ class Rule(NamedTuple):
       groups: the branches of a ``"layer"`` rule.
       stabilizer: ``eps`` of ``z + eps * sign(z)``, or a function ``z -> stabilized z``.
       options: the options the rule was built with, as ``(name, value)`` pairs.
+
+    Example:
+      >>> import jaxplain as jx
+      >>> r = jx.rules.gamma(gamma=0.5, stabilizer=1e-3)
+      >>> r, r.stabilizer, r.modifies_params
+      (Rule('gamma', gamma=0.5, stabilizer=0.001), 0.001, True)
+
+    References:
+      Montavon, Binder, Lapuschkin, Samek & Müller (2019), "Layer-Wise Relevance Propagation: An
+      Overview", in Explainable AI, LNCS 11700.
     """
 
     name: str
@@ -215,6 +246,16 @@ def _check_stabilizer(name: str, value: Any, option: str = "stabilizer") -> Any:
             f"z, got {type(value).__name__} {value!r}."
         )
     return C.check_float(f"rules.{name}", option, value, minimum=0.0)
+
+
+def check_configured(rule: "Rule", who: str) -> "Rule":
+    """Raises ValueError for a rule that needs options before use (``zbox`` without its bounds)."""
+    if rule.name == "zbox" and not rule.options:
+        raise ValueError(
+            f"{who}: jaxplain.rules.zbox needs the input's bounds: jaxplain.rules.zbox(low=..., "
+            f"high=...), e.g. low=0.0, high=1.0 for images in [0, 1]."
+        )
+    return rule
 
 
 def _check_number(name: str, option: str, value: Any, minimum: float = 0.0) -> float:
