@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxplain import _affine
 from jaxplain import _contract as C
 
 __all__ = [
@@ -24,6 +25,10 @@ __all__ = [
 ]
 
 _tmap = jax.tree_util.tree_map
+# From this many path points (or noise samples) on, integrated gradients (and SmoothGrad of the
+# gradient) send the summed gradients back through f's affine input layer once
+# (jaxplain/_affine.py); below, once per point costs no more.
+_SPLIT_MIN_STEPS = 3
 
 IG_METHODS = (
     "gausslegendre",
@@ -225,12 +230,29 @@ def integrated_gradients(
         alphas = jnp.asarray(alphas64, dtype)
         weights = jnp.asarray(weights64, dtype)
 
-        def weighted_grad(aw):
-            a, w = aw
-            point = C.path_point(b, diff, a)
-            return _tmap(lambda g: w.astype(g.dtype) * g, grad_f(point, *args, **kwargs))
+        split = _affine.split(sf, x, args, kwargs) if steps >= _SPLIT_MIN_STEPS else None
+        if split is None:
 
-        avg_grad = C.chunked_sum(weighted_grad, (alphas, weights), batch_size=batch_size)
+            def weighted_grad(aw):
+                a, w = aw
+                point = C.path_point(b, diff, a)
+                return _tmap(lambda g: w.astype(g.dtype) * g, grad_f(point, *args, **kwargs))
+
+            avg_grad = C.chunked_sum(weighted_grad, (alphas, weights), batch_size=batch_size)
+        else:
+            # f = rest(prefix(x)) with prefix affine: prefix on the path is z_b + a dz, and the
+            # gradients are summed at the boundary and sent back through prefix once.
+            z_b, pull = jax.vjp(split.prefix, b)
+            dz = jax.jvp(split.prefix, (b,), (diff,))[1]
+            grad_rest = jax.grad(split.rest)
+
+            def weighted_grad(aw):
+                a, w = aw
+                z = [zb + a.astype(zb.dtype) * d for zb, d in zip(z_b, dz)]
+                return [w.astype(g.dtype) * g for g in grad_rest(z)]
+
+            total = C.chunked_sum(weighted_grad, (alphas, weights), batch_size=batch_size)
+            (avg_grad,) = pull(total)
         attr = C.cast_like(_tmap(jnp.multiply, diff, avg_grad), x)
         if not return_delta:
             return attr
@@ -313,6 +335,11 @@ def smoothgrad(
     kind = C.check_choice(name, "kind", kind, _SMOOTHGRAD_KINDS)
     batch_size = C.check_batch_size(name, batch_size)
     inner_random = C.accepts_key(explainer)
+    # The mean of plain gradients is linear in them: it can be summed at f's affine input layer
+    # and sent back through it once (jaxplain/_affine.py), as integrated gradients does.
+    inner_f = None
+    if kind == "smoothgrad" and isinstance(explainer, C.Explainer) and explainer.method == "gradient":
+        inner_f = C.scalar_output(name, explainer.f)
 
     def core(x, *args, key, **kwargs):
         leaves, treedef = jax.tree_util.tree_flatten(x)
@@ -320,6 +347,9 @@ def smoothgrad(
             stds = [sigma * (jnp.max(leaf) - jnp.min(leaf)) for leaf in leaves]
         else:
             stds = [jnp.asarray(sigma, leaf.dtype) for leaf in leaves]
+        split = None
+        if inner_f is not None and samples >= _SPLIT_MIN_STEPS:
+            split = _affine.split(inner_f, x, args, kwargs)
 
         def one(k):
             k_noise, k_inner = jax.random.split(k)
@@ -329,6 +359,8 @@ def smoothgrad(
                 for leaf, std, kl in zip(leaves, stds, k_leaves)
             ]
             noisy = jax.tree_util.tree_unflatten(treedef, noisy)
+            if split is not None:
+                return jax.grad(split.rest)(split.prefix(noisy))
             extra = {"key": k_inner} if inner_random else {}
             a = explainer(noisy, *args, **extra, **kwargs)
             if kind == "smoothgrad":
@@ -336,6 +368,8 @@ def smoothgrad(
             return a, _tmap(jnp.square, a)
 
         sums = C.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
+        if split is not None:
+            (sums,) = jax.vjp(split.prefix, x)[1](sums)
         if kind == "smoothgrad":
             return C.cast_like(_tmap(lambda s: s / samples, sums), x)
         s1, s2 = sums

@@ -1,0 +1,212 @@
+"""The affine input layer of ``f``, split off: ``f(x) = rest(prefix(x))`` with ``prefix`` affine.
+
+Path methods evaluate ``df/dx`` at many points of a line ``x(a) = b + a (x - b)``. Nearly every
+model starts with an affine map ``L`` of its input (a convolution or dense layer with its bias, a
+normalization with constants, any reshaping), and along a line an affine map needs no
+re-evaluation::
+
+    L(x(a)) = L(b) + a L'(x - b)            (L' the linear part of L)
+    sum_k w_k df/dx(x(a_k)) = L'^T sum_k w_k d rest/dz (L(x(a_k)))
+
+so ``L`` is evaluated at two points and transposed once instead of once per path point. The first
+convolution of an image model is the one that profits most: with 3 input channels its forward
+and, above all, its transpose are XLA:CPU's slowest convolution shapes (benchmarks/gradients.py).
+
+:func:`split` finds ``prefix`` by data flow on ``f``'s jaxpr (nothing is assumed about the
+model): starting from ``x``, an operation is affine in ``x`` if it is linear in its
+``x``-dependent operands (reshapes, slices, pads, sums, concatenations, additions) or multiplies one
+``x``-dependent operand by constants (``mul``, ``div`` by a constant, ``dot_general``,
+``conv_general_dilated``). The boundary is the set of affine values that anything else reads.
+Calls (``jit``) are inlined first; everything else (``custom_jvp`` functions such as
+``jax.nn.relu``, control flow, checkpoints) is a boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.extend import core as jcore
+
+__all__ = ["Split", "split"]
+
+_CALLS = frozenset({"pjit", "jit", "closed_call", "core_call"})
+# Linear in all their x-dependent operands jointly (integer operands such as indices, and the
+# predicate of select_n, cannot depend on x affinely: those make the operation non-affine).
+_LINEAR = frozenset(
+    """reshape transpose broadcast_in_dim squeeze expand_dims slice rev copy copy_p reduce_sum
+    neg concatenate pad dynamic_slice gather select_n reduce_window_sum cumsum convert_element_type
+    add sub add_any""".split()
+)
+# Linear in one operand when every other operand is constant.
+_BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated"})
+_HEAVY = frozenset({"dot_general", "conv_general_dilated"})
+
+
+class Split(NamedTuple):
+    """``f(x, *args) == rest(prefix(x))`` for fixed ``args``; ``prefix`` is affine in ``x``.
+
+    ``prefix`` maps ``x``'s pytree to a list of arrays (the boundary), ``rest`` maps such a list to
+    ``f``'s output.
+    """
+
+    prefix: Callable[[Any], list]
+    rest: Callable[[list], Any]
+
+
+def _is_var(v) -> bool:
+    return not isinstance(v, jcore.Literal)
+
+
+def _is_float(v) -> bool:
+    return jnp.issubdtype(v.aval.dtype, jnp.floating)
+
+
+def _bind(eqn, invals):
+    params = eqn.primitive.get_bind_params(eqn.params)
+    with eqn.ctx.manager:
+        out = eqn.primitive.bind(*invals, **params)
+    return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def _inline(jaxpr, consts, args):
+    """Evaluates ``jaxpr`` with its calls (``jit``) opened, so a re-trace gives a flat program."""
+    env: dict = {}
+    read = lambda v: v.val if not _is_var(v) else env[v]
+    for v, c in zip(jaxpr.constvars, consts):
+        env[v] = c
+    for v, a in zip(jaxpr.invars, args):
+        env[v] = a
+    for eqn in jaxpr.eqns:
+        invals = [read(v) for v in eqn.invars]
+        if eqn.primitive.name in _CALLS:
+            sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
+            inner = sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub
+            outs = _inline(inner, getattr(sub, "consts", []), invals)
+        else:
+            outs = _bind(eqn, invals)
+        for v, o in zip(eqn.outvars, outs):
+            env[v] = o
+    return [read(v) for v in jaxpr.outvars]
+
+
+def _is_dynamic(leaf: Any) -> bool:
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
+
+
+def _kind(eqn, kinds: list[str]) -> str:
+    """'C' (independent of x), 'A' (affine in x) or 'N' (anything else) for one operation."""
+    dependent = [k != "C" for k in kinds]
+    if not any(dependent):
+        return "C"
+    if "N" in kinds or not all(_is_float(v) for v in eqn.outvars):
+        return "N"
+    if any(d and not _is_float(v) for v, d in zip(eqn.invars, dependent)):
+        return "N"
+    name = eqn.primitive.name
+    if name == "select_n":  # the predicate is integer/bool: constant or the op is not affine
+        return "A" if not dependent[0] else "N"
+    if name in _LINEAR:
+        return "A"
+    if name in _BILINEAR:
+        return "A" if sum(dependent) == 1 else "N"
+    if name == "div":
+        return "A" if dependent == [True, False] else "N"
+    return "N"
+
+
+def split(f: Callable, x: Any, args: tuple = (), kwargs: dict | None = None) -> Split | None:
+    """Splits ``f(., *args, **kwargs)`` at its affine input layer, traced at ``x``'s shapes.
+
+    Returns None when no convolution or matrix product is affine in ``x`` (nothing to gain) or
+    the program has side effects. Operations independent of ``x`` are evaluated here, once.
+    """
+    kwargs = {} if kwargs is None else kwargs
+    leaves, tree = jax.tree_util.tree_flatten((x, args, kwargs))
+    n_x = len(jax.tree_util.tree_leaves(x))
+    dynamic = [i for i, leaf in enumerate(leaves) if i < n_x or _is_dynamic(leaf)]
+
+    def g(*dyn):
+        full = list(leaves)
+        for i, d in zip(dynamic, dyn):
+            full[i] = d
+        xx, aa, kk = jax.tree_util.tree_unflatten(tree, full)
+        return f(xx, *aa, **kk)
+
+    dyn = [leaves[i] for i in dynamic]
+    closed, out_shape = jax.make_jaxpr(g, return_shape=True)(*dyn)
+    if closed.jaxpr.effects:
+        return None
+    flat = jax.make_jaxpr(lambda *d: _inline(closed.jaxpr, closed.consts, d))(*dyn)
+    jaxpr, consts = flat.jaxpr, flat.consts
+    if jaxpr.effects:
+        return None
+    out_tree = jax.tree_util.tree_structure(out_shape)
+
+    kind: dict = {}
+    for v in jaxpr.constvars:
+        kind[v] = "C"
+    for j, v in enumerate(jaxpr.invars):
+        kind[v] = "A" if dynamic[j] < n_x else "C"
+    kinds_of = lambda eqn: [kind[v] if _is_var(v) else "C" for v in eqn.invars]
+    eqn_kind = []
+    for eqn in jaxpr.eqns:
+        k = _kind(eqn, kinds_of(eqn))
+        eqn_kind.append(k)
+        for v in eqn.outvars:
+            kind[v] = k
+    if not any(k == "A" and e.primitive.name in _HEAVY for e, k in zip(jaxpr.eqns, eqn_kind)):
+        return None
+
+    boundary: list = []
+    seen: set = set()
+
+    def mark(v):
+        if _is_var(v) and kind[v] == "A" and v not in seen:
+            seen.add(v)
+            boundary.append(v)
+
+    for eqn, k in zip(jaxpr.eqns, eqn_kind):
+        if k == "N":
+            for v in eqn.invars:
+                mark(v)
+    for v in jaxpr.outvars:
+        mark(v)
+
+    # Everything independent of x, once.
+    cenv: dict = {}
+    for v, c in zip(jaxpr.constvars, consts):
+        cenv[v] = c
+    for j, v in enumerate(jaxpr.invars):
+        if kind[v] == "C":
+            cenv[v] = dyn[j]
+    read_in = lambda env, v: v.val if not _is_var(v) else env[v]
+    for eqn, k in zip(jaxpr.eqns, eqn_kind):
+        if k == "C":
+            for v, o in zip(eqn.outvars, _bind(eqn, [read_in(cenv, v) for v in eqn.invars])):
+                cenv[v] = o
+    x_vars = [v for j, v in enumerate(jaxpr.invars) if kind[v] == "A"]
+
+    def run(env, which):
+        for eqn, k in zip(jaxpr.eqns, eqn_kind):
+            if k == which:
+                for v, o in zip(eqn.outvars, _bind(eqn, [read_in(env, v) for v in eqn.invars])):
+                    env[v] = o
+        return env
+
+    def prefix(xx):
+        env = dict(cenv)
+        x_leaves = jax.tree_util.tree_leaves(xx)
+        env.update(zip(x_vars, x_leaves))
+        env = run(env, "A")
+        return [env[v] for v in boundary]
+
+    def rest(zs):
+        env = dict(cenv)
+        env.update(zip(boundary, zs))
+        env = run(env, "N")
+        return jax.tree_util.tree_unflatten(out_tree, [read_in(env, v) for v in jaxpr.outvars])
+
+    return Split(prefix, rest)
