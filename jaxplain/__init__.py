@@ -15,6 +15,7 @@ from jaxplain._cam import cam as cam
 from jaxplain._cam import grad_cam as grad_cam
 from jaxplain._cam import grad_cam_plus_plus as grad_cam_plus_plus
 from jaxplain._cam import guided_grad_cam as guided_grad_cam
+from jaxplain._compile import compiler_options as compiler_options
 from jaxplain._contract import Explainer as Explainer
 from jaxplain._deeplift import deeplift as deeplift
 from jaxplain._deeplift import deeplift_shap as deeplift_shap
@@ -52,6 +53,7 @@ __all__ = [
     "TSNE",
     "cam",
     "canonizers",
+    "compiler_options",
     "composites",
     "deconvnet",
     "deeplift",

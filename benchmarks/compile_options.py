@@ -1,0 +1,95 @@
+"""Why ``jx.compiler_options()``: the batched input gradient under XLA's defaults and with it.
+
+jaxplain compiles for CPU with ``xla_cpu_experimental_ynn_fusion_type=INDIVIDUAL_DOT`` (matrix
+products in YNNPACK, convolutions in XLA's own Eigen kernels; see jaxplain/_compile.py). This
+script measures that choice on the models of this project: ``jax.jit(jax.vmap(jax.grad(f)))``
+compiled both ways and timed in interleaved rounds; ``ratio`` is the median over rounds of
+(with options / defaults), below 1 where the options are faster.
+
+Usage::
+
+    python benchmarks/compile_options.py            # 15 rounds
+    python benchmarks/compile_options.py --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import statistics
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+import jaxplain as jx  # noqa: E402
+from jaxplain import flax as jf  # noqa: E402
+from jaxplain import zoo  # noqa: E402
+
+import twins  # noqa: E402
+
+FAMILY = "compile_options"
+
+
+def _models():
+    rng = np.random.default_rng(0)
+    for ch, size, batch in [((16, 32, 32, 32), 32, 64), ((32, 64, 64, 128), 32, 32),
+                            ((64, 128, 128, 256), 32, 16), ((16, 32, 32, 32), 64, 16)]:
+        apply, params, _ = twins.make_twins(0, channels=ch, size=size)
+        xs = jnp.asarray(rng.normal(size=(batch, size, size, 3)).astype(np.float32))
+        yield f"twins CNN {ch} {size}px", twins.logit_fn(apply, params), xs
+    for name, model, shape in [("zoo.VGG", zoo.VGG(classes=10), (32, 32, 3)),
+                               ("zoo.ResNet", zoo.ResNet(classes=10), (32, 32, 3)),
+                               ("zoo.MLP", zoo.MLP(classes=10), (784,))]:
+        variables = model.init(jax.random.key(0), jnp.zeros((1,) + shape))
+        xs = jnp.asarray(rng.normal(size=(64,) + shape).astype(np.float32))
+        yield name, jf.from_linen(model, variables), xs
+
+
+def main(argv=None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", "--repeats", type=int, default=15, help="interleaved rounds")
+    p.add_argument("--quick", action="store_true", help="3 rounds")
+    a = p.parse_args(argv)
+    rounds = 3 if a.quick else a.rounds
+    options = jx.compiler_options()
+    rows = []
+    if not options:
+        print(f"  [{FAMILY}] no options on backend {jax.default_backend()!r}", file=sys.stderr)
+        return rows
+    for name, f, xs in _models():
+        ts = jnp.arange(xs.shape[0]) % 10
+        fns = [jax.jit(jax.vmap(jax.grad(f)), compiler_options=o).lower(xs, ts).compile()
+               for o in (None, options)]
+        for fn in fns:
+            jax.block_until_ready(fn(xs, ts))
+        times = [[], []]
+        for _ in range(rounds):
+            for i, fn in enumerate(fns):
+                t0 = time.perf_counter()
+                jax.block_until_ready(fn(xs, ts))
+                times[i].append(time.perf_counter() - t0)
+        ratio = statistics.median(b / d for d, b in zip(*times))
+        for label, t in (("XLA defaults", times[0]), ("jx.compiler_options()", times[1])):
+            med = statistics.median(t)
+            rows.append(dict(family=FAMILY, benchmark=f"gradient {name}", config=label,
+                             time_s=med, n=rounds, images_per_s=xs.shape[0] / med,
+                             ratio=ratio if t is times[1] else None,
+                             ratio_of="x XLA defaults" if t is times[1] else None))
+        print(f"  [{FAMILY}] {name:34s} {statistics.median(times[0]) * 1e3:7.2f} ms -> "
+              f"{statistics.median(times[1]) * 1e3:7.2f} ms  ({ratio:.2f}x)", file=sys.stderr)
+    return rows
+
+
+if __name__ == "__main__":
+    from run import environment, format_table
+
+    rows = main()
+    print(f"# {environment()}")
+    print(format_table(rows))
