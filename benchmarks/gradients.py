@@ -1,23 +1,25 @@
 """Speed of the gradient family: integrated gradients and SmoothGrad vs their floor and Captum.
 
 On the 4-conv CNN of benchmarks/twins.py (32x32x3 input, channels 16-32-32-32, 10 classes),
-batch ``--batch`` (64) and ``--steps`` (50) path points / noise samples:
+batch ``--batch`` (64) and ``--steps`` (50) path points / noise samples, in two phases:
 
-* floor: ``steps`` x the time of one batched gradient ``jax.jit(jax.vmap(jax.grad(f)))(xs, ts)``;
-  integrated gradients and SmoothGrad evaluate exactly ``steps`` such gradients per image;
-* IG: ``jax.jit(jax.vmap(jx.integrated_gradients(f, steps=S, batch_size=k)))(xs, ts)`` for each
-  ``k`` of ``--sweep``, reported as time / floor. Under vmap a chunk is ``batch * k`` images.
-  Each row says how the chunks run: all at once, unrolled, or a ``lax.scan`` (more than
-  ``jaxplain._contract.MAX_UNROLLED_CHUNKS`` chunks; ``--max-unrolled`` overrides it);
-* SmoothGrad of the gradient with ``samples=S`` (``relative=False, sigma=0.15``), same sweep;
-* when torch and captum import: Captum's ``IntegratedGradients`` (gausslegendre, same ``n_steps``)
-  and ``NoiseTunnel(Saliency(abs=False))`` for a couple of internal batch sizes, their own floor
-  (``steps`` x one batched torch gradient), and the jaxplain/Captum speed ratio (best of each).
+1. Sweep (each configuration timed on its own): one batched gradient
+   ``jax.jit(jax.vmap(jax.grad(f)))(xs, ts)`` (and at larger batches); integrated gradients
+   ``jax.jit(jax.vmap(jx.integrated_gradients(f, steps=S, batch_size=k)))(xs, ts)`` and SmoothGrad
+   of the gradient (``samples=S, relative=False, sigma=0.15``) for each ``k`` of ``--sweep``, as
+   time / floor (floor = ``S`` x one batched gradient: the work both must do); each row says how
+   the chunks run (unrolled, or a ``lax.scan`` past ``jaxplain._contract.MAX_UNROLLED_CHUNKS``);
+   when torch and captum import, Captum's ``IntegratedGradients`` (gausslegendre, same ``n_steps``)
+   and ``NoiseTunnel(Saliency(abs=False))`` for each of ``--captum-batches``.
+2. Head to head: the jax gradient, IG and SmoothGrad at their best ``batch_size``, compiled with
+   XLA's defaults and with ``jx.compiler_options()`` (jaxplain's CPU kernel choice, passed to the
+   ``jax.jit``), the torch gradient and Captum's best configurations, timed in interleaved rounds
+   (one run of each per round, so this machine's drift of up to 50 % slows all alike); ratios are
+   medians of per-round ratios: IG / (``S`` x gradient), and jaxplain / Captum images per second.
 
-Timing: every function is compiled ahead of time (``jit(...).lower(...).compile()``, reported as
-``compile s``), run once as warm-up, then timed ``--repeats`` times with
-``jax.block_until_ready``; the table shows the median. A configuration whose warm-up took long
-is repeated fewer times so it fits in ``--budget`` seconds (column ``n``).
+Timing: jax functions are compiled ahead of time (``jit(...).lower(...).compile()``, reported as
+``compile s``) and run once as warm-up; the sweep times ``--repeats`` runs and shows the median
+(a configuration whose warm-up took long runs fewer times to fit in ``--budget`` seconds: ``n``).
 
 Usage::
 
@@ -63,13 +65,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument(
         "--sweep",
         default=None,
-        help="comma-separated batch_size values, 'none' for all at once (default none,1,2,5)",
+        help="comma-separated batch_size values, 'none' for all at once (default 1,2,5)",
     )
     p.add_argument(
         "--captum-batches",
         default=None,
         help="comma-separated Captum internal_batch_size values in images, 'none' for all at once "
-        "(default none,64,128); NoiseTunnel uses them divided by the batch as nt_samples_batch_size",
+        "(default 64,128); NoiseTunnel uses them divided by the batch as nt_samples_batch_size",
     )
     p.add_argument("--budget", type=float, help="seconds of timed runs per config (default 30)")
     p.add_argument("--max-unrolled", type=int, help="override jaxplain's MAX_UNROLLED_CHUNKS")
@@ -78,8 +80,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     a = p.parse_args(argv)
     quick = dict(batch=8, steps=8, repeats=2, size=16, sweep="none,2", captum_batches="none,16",
                  budget=5.0)
-    full = dict(batch=64, steps=50, repeats=5, size=32, sweep="none,1,2,5",
-                captum_batches="none,64,128", budget=30.0)
+    full = dict(batch=64, steps=50, repeats=5, size=32, sweep="1,2,5",
+                captum_batches="64,128", budget=30.0)
     for name, value in (quick if a.quick else full).items():
         if getattr(a, name) is None:
             setattr(a, name, value)
@@ -106,10 +108,10 @@ def _measure(call, *, repeats: int, budget: float) -> tuple[float, int]:
     return statistics.median(times), n
 
 
-def _time_jax(fn, args: tuple, kwargs: dict, *, repeats: int, budget: float):
+def _time_jax(fn, args: tuple, kwargs: dict, *, repeats: int, budget: float, options=None):
     """(compile s, median s, runs) of ``jax.jit(fn)`` on ``args``; compile is not in the runs."""
     t0 = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args, **kwargs).compile()
+    compiled = jax.jit(fn, compiler_options=options).lower(*args, **kwargs).compile()
     compile_s = time.perf_counter() - t0
     median, n = _measure(
         lambda: jax.block_until_ready(compiled(*args, **kwargs)), repeats=repeats, budget=budget
@@ -161,16 +163,14 @@ def main(argv=None) -> list[dict]:
     ts_np = rng.integers(0, 10, B)
     xs, ts = jnp.asarray(xs_np), jnp.asarray(ts_np)
     keys = jax.random.split(jax.random.key(0), B)
+    tuned = jx.compiler_options()
     _log(f"batch {B}, steps/samples {S}, {a.size}x{a.size}x3 4-conv CNN, MAX_UNROLLED_CHUNKS="
-         f"{_contract.MAX_UNROLLED_CHUNKS}")
+         f"{_contract.MAX_UNROLLED_CHUNKS}, jx.compiler_options() = {tuned}")
 
-    # -- floor: one batched gradient, times S
+    # -- 1. sweep: one batched gradient (and larger batches), then IG / SmoothGrad per batch_size
     timing = dict(repeats=a.repeats, budget=a.budget)
     c, t_grad, n = _time_jax(jax.vmap(jax.grad(f)), (xs, ts), {}, **timing)
-    floor = S * t_grad
     row("jax gradient (1 batch)", f"{B} img", compile_s=c, time_s=t_grad, n=n)
-    rows.append(dict(family=FAMILY, benchmark="jax floor", config=f"{S} x gradient", time_s=floor,
-                     images_per_s=B / floor))
     # Larger batches can cost less per image, which lets chunked runs beat the floor: show it.
     for k in sorted({k for k in a.sweep if k is not None and 1 < k < S}):
         xk, tk = jnp.tile(xs, (k, 1, 1, 1)), jnp.tile(ts, k)
@@ -178,25 +178,54 @@ def main(argv=None) -> list[dict]:
         row("jax gradient (1 batch)", f"{B * k} img, time per {B}", compile_s=c, time_s=t_k / k,
             n=n, ratio=t_k / (k * t_grad), ratio_of=f"x per-img cost at {B} img")
 
-    # -- integrated gradients and SmoothGrad, batch_size sweep
-    best = {}
-    for name, build, kwargs in (
-        ("jaxplain IG", lambda k: jx.integrated_gradients(f, steps=S, batch_size=k), {}),
-        (
-            "jaxplain SmoothGrad",
+    builders = {
+        "IG": (lambda k: jx.integrated_gradients(f, steps=S, batch_size=k), {}),
+        "SmoothGrad": (
             lambda k: jx.smoothgrad(
                 jx.gradient(f), samples=S, sigma=SIGMA, relative=False, batch_size=k
             ),
             {"key": keys},
         ),
-    ):
-        for k in a.sweep:
-            c, t, n = _time_jax(jax.vmap(build(k)), (xs, ts), kwargs, **timing)
-            row(name, f"batch_size={k}: {_chunking(k, S, B)}", compile_s=c, time_s=t, n=n,
-                ratio=t / floor, ratio_of="x jax floor")
-            best[name] = min(best.get(name, math.inf), t)
+    }
+    best_k = {}
+    option_sets = [("", None)] + ([(" +options", tuned)] if tuned else [])
+    for opts_name, opts in option_sets:
+        if opts:  # the floor with the same options
+            c, t_opt, n = _time_jax(jax.vmap(jax.grad(f)), (xs, ts), {}, options=opts, **timing)
+            row("jax gradient (1 batch)", f"{B} img, jx.compiler_options()", compile_s=c,
+                time_s=t_opt, n=n)
+        floor_k = S * (t_opt if opts else t_grad)
+        for name, (build, kwargs) in builders.items():
+            best = math.inf
+            for k in a.sweep:
+                c, t, n = _time_jax(jax.vmap(build(k)), (xs, ts), kwargs, options=opts, **timing)
+                row(f"jaxplain {name}{opts_name}", f"batch_size={k}: {_chunking(k, S, B)}",
+                    compile_s=c, time_s=t, n=n, ratio=t / floor_k,
+                    ratio_of=f"x jax floor{opts_name}")
+                if t < best:
+                    best, best_k[name + opts_name] = t, k
 
-    # -- Captum
+    # -- 2. head to head, interleaved: every contender once per round, ratios taken per round
+    contenders = {"jax floor": (jax.vmap(jax.grad(f)), {})}
+    for name, (build, kwargs) in builders.items():
+        contenders[name] = (None, kwargs)  # built below at its best batch_size per option set
+    calls, compile_s = {}, {}
+    for opts_name, opts in (("", None), (" +options", tuned)):
+        if opts_name and not tuned:
+            continue
+        for name, (fn, kwargs) in contenders.items():
+            if name in builders:
+                fn = jax.vmap(builders[name][0](best_k[name + opts_name]))
+            t0 = time.perf_counter()
+            compiled = jax.jit(fn, compiler_options=opts).lower(xs, ts, **kwargs).compile()
+            compile_s[name + opts_name] = time.perf_counter() - t0
+            repeat = S if name == "jax floor" else 1  # the floor: S batched gradients
+            calls[name + opts_name] = (
+                lambda compiled=compiled, kwargs=kwargs, repeat=repeat: [
+                    jax.block_until_ready(compiled(xs, ts, **kwargs)) for _ in range(repeat)
+                ]
+            )
+    peer = None
     if not a.no_captum:
         try:
             import captum.attr  # noqa: F401
@@ -204,11 +233,60 @@ def main(argv=None) -> list[dict]:
         except ImportError as e:
             _log(f"skipping Captum rows: {e}")
         else:
-            _captum(a, module, xs_np, ts_np, floor_jax=floor, best=best, row=row, rows=rows)
+            peer = _captum_calls(a, module, xs_np, ts_np, row=row, rows=rows)
+            calls.update(peer)
+    rounds = max(3, a.repeats)
+    _log(f"head to head: {len(calls)} contenders, {rounds} interleaved rounds")
+    times = _interleaved(calls, rounds=rounds)
+    med = {name: statistics.median(ts_) for name, ts_ in times.items()}
+    per_round = lambda num, den: statistics.median(
+        [x / y for x, y in zip(times[num], times[den])]
+    )
+    for opts_name in ("", " +options"):
+        floor_name = "jax floor" + opts_name
+        if floor_name not in med:
+            continue
+        how = "jx.compiler_options()" if opts_name else "XLA defaults"
+        row("head to head", f"{floor_name}: {S} x gradient ({how})",
+            compile_s=compile_s[floor_name], time_s=med[floor_name], n=rounds)
+        for name in builders:
+            label = name + opts_name
+            row("head to head", f"jaxplain {label}, batch_size={best_k[label]}",
+                compile_s=compile_s[label], time_s=med[label], n=rounds,
+                ratio=per_round(label, floor_name), ratio_of=f"x {floor_name}")
+    if peer:
+        row("head to head", f"torch floor: {S} x gradient", time_s=med["torch floor"], n=rounds)
+        for name, theirs in (("IG", "Captum IG"), ("SmoothGrad", "Captum NoiseTunnel SG")):
+            row("head to head", theirs, time_s=med[theirs], n=rounds,
+                ratio=per_round(theirs, "torch floor"), ratio_of="x torch floor")
+            for opts_name in ("", " +options"):
+                label = name + opts_name
+                if label in med:
+                    rows.append(dict(family=FAMILY, benchmark=f"speed {name}",
+                                     config=f"jaxplain{opts_name or ' (XLA defaults)'} / Captum",
+                                     ratio=per_round(theirs, label),
+                                     ratio_of="jaxplain/Captum img/s"))
+                    _log(f"speed {label}: {rows[-1]['ratio']:.2f} x Captum")
     return rows
 
 
-def _captum(a, module, xs_np, ts_np, *, floor_jax, best, row, rows) -> None:
+def _interleaved(calls: dict, *, rounds: int) -> dict:
+    """Times every call once per round after one warm-up each, so that a machine whose speed
+    drifts (up to 50 % here) slows all contenders alike; returns {name: [seconds per round]}."""
+    for call in calls.values():
+        call()
+    times = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            time.sleep(0.2)  # let the previous contender's thread pool go idle
+            t0 = time.perf_counter()
+            call()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def _captum_calls(a, module, xs_np, ts_np, *, row, rows) -> dict:
+    """Sweeps Captum's batch options (rows), returns the torch gradient and Captum's best calls."""
     import torch
     from captum.attr import IntegratedGradients, NoiseTunnel, Saliency
 
@@ -228,38 +306,31 @@ def _captum(a, module, xs_np, ts_np, *, floor_jax, best, row, rows) -> None:
     floor = S * med
     row("torch gradient (1 batch)", f"{B} img, {torch.get_num_threads()} threads", time_s=med, n=n)
     rows.append(dict(family=FAMILY, benchmark="torch floor", config=f"{S} x gradient",
-                     time_s=floor, images_per_s=B / floor, ratio=floor / floor_jax,
-                     ratio_of="x jax floor"))
+                     time_s=floor, images_per_s=B / floor))
 
     ig = IntegratedGradients(module)
     nt = NoiseTunnel(Saliency(module))
-    captum_best = {}
+    ig_call = lambda ibs: (lambda: ig.attribute(
+        x, baselines=0.0, target=t, n_steps=S, method="gausslegendre", internal_batch_size=ibs))
+    nt_call = lambda ntb: (lambda: nt.attribute(
+        x, nt_type="smoothgrad", nt_samples=S, stdevs=SIGMA, target=t, abs=False,
+        nt_samples_batch_size=ntb))
+    best = {}
     for ibs in a.captum_batches:
-        med, n = _measure(
-            lambda: ig.attribute(x, baselines=0.0, target=t, n_steps=S, method="gausslegendre",
-                                 internal_batch_size=ibs),
-            **timing,
-        )
+        med, n = _measure(ig_call(ibs), **timing)
         row("Captum IG", f"internal_batch_size={ibs}", time_s=med, n=n, ratio=med / floor,
             ratio_of="x torch floor")
-        captum_best["IG"] = min(captum_best.get("IG", math.inf), med)
+        if med < best.get("IG", (math.inf,))[0]:
+            best["IG"] = (med, ig_call(ibs))
     for ibs in a.captum_batches:
         ntb = None if ibs is None else max(1, ibs // B)
-        med, n = _measure(
-            lambda: nt.attribute(x, nt_type="smoothgrad", nt_samples=S, stdevs=SIGMA, target=t,
-                                 abs=False, nt_samples_batch_size=ntb),
-            **timing,
-        )
+        med, n = _measure(nt_call(ntb), **timing)
         row("Captum NoiseTunnel SG", f"nt_samples_batch_size={ntb}", time_s=med, n=n,
             ratio=med / floor, ratio_of="x torch floor")
-        captum_best["SG"] = min(captum_best.get("SG", math.inf), med)
-    for label, ours, theirs in (("IG", "jaxplain IG", "IG"),
-                                ("SmoothGrad", "jaxplain SmoothGrad", "SG")):
-        if ours in best and theirs in captum_best:
-            rows.append(dict(family=FAMILY, benchmark=f"speed {label}",
-                             config="best jaxplain / best Captum",
-                             ratio=captum_best[theirs] / best[ours],
-                             ratio_of="jaxplain/Captum img/s"))
+        if med < best.get("SG", (math.inf,))[0]:
+            best["SG"] = (med, nt_call(ntb))
+    return {"torch floor": lambda: [grad_once() for _ in range(S)], "Captum IG": best["IG"][1],
+            "Captum NoiseTunnel SG": best["SG"][1]}
 
 
 def _cores() -> int:
