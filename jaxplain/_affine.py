@@ -37,8 +37,8 @@ _CALLS = frozenset({"pjit", "jit", "closed_call", "core_call"})
 # predicate of select_n, cannot depend on x affinely: those make the operation non-affine).
 _LINEAR = frozenset(
     """reshape transpose broadcast_in_dim squeeze expand_dims slice rev copy copy_p reduce_sum
-    neg concatenate pad dynamic_slice gather select_n reduce_window_sum cumsum convert_element_type
-    add sub add_any""".split()
+    neg concatenate pad dynamic_slice gather select_n reduce_window_sum cumsum add sub add_any
+    convert_element_type""".split()  # the last one only to a float that holds every value
 )
 # Linear in one operand when every other operand is constant.
 _BILINEAR = frozenset({"mul", "dot_general", "conv_general_dilated"})
@@ -96,6 +96,14 @@ def _is_dynamic(leaf: Any) -> bool:
     return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
 
 
+def _exact_cast(src, dst) -> bool:
+    """Whether every value of float dtype ``src`` is a value of float dtype ``dst``."""
+    if src == dst:
+        return True
+    a, b = jnp.finfo(src), jnp.finfo(dst)
+    return b.nmant >= a.nmant and b.maxexp >= a.maxexp and b.minexp <= a.minexp
+
+
 def _kind(eqn, kinds: list[str]) -> str:
     """'C' (independent of x), 'A' (affine in x) or 'N' (anything else) for one operation."""
     dependent = [k != "C" for k in kinds]
@@ -106,6 +114,9 @@ def _kind(eqn, kinds: list[str]) -> str:
     if any(d and not _is_float(v) for v, d in zip(eqn.invars, dependent)):
         return "N"
     name = eqn.primitive.name
+    if name == "convert_element_type" and not _exact_cast(eqn.invars[0].aval.dtype,
+                                                          eqn.outvars[0].aval.dtype):
+        return "N"  # rounding to a coarser float (bf16, f16, float8 casts) is not affine
     if name == "select_n":  # the predicate is integer/bool: constant or the op is not affine
         return "A" if not dependent[0] else "N"
     if name in _LINEAR:

@@ -339,7 +339,7 @@ def smoothgrad(
     # and sent back through it once (jaxplain/_affine.py), as integrated gradients does.
     inner_f = None
     if kind == "smoothgrad" and isinstance(explainer, C.Explainer) and explainer.method == "gradient":
-        inner_f = C.scalar_output(name, explainer.f)
+        inner_f = C.scalar_output(explainer.method, explainer.f)  # its errors, its name
 
     def core(x, *args, key, **kwargs):
         leaves, treedef = jax.tree_util.tree_flatten(x)

@@ -208,3 +208,46 @@ def test_smoothgrad_of_the_gradient_through_the_split_equals_plain(plain, kind):
     ours = jx.smoothgrad(jx.gradient(f), **opts)(x, 1, key=KEY)
     ref = plain(jx.smoothgrad, jx.gradient(f), **opts)(x, 1, key=KEY)
     np.testing.assert_allclose(ours, ref, rtol=1e-4, atol=1e-6 * float(jnp.abs(ref).max()))
+
+
+# ------------------------------------------------------------- casts to coarser floats are not affine
+
+
+def _cast_models():
+    W = jax.random.normal(KEY, (16, 8))
+    W16 = (0.1 * jax.random.normal(KEY, (6, 4))).astype(jnp.float16)
+    return [
+        # fake-quantized input (float8 round trip)
+        (lambda x: jnp.sum(jnp.tanh(x.astype(jnp.float8_e4m3fn).astype(jnp.float32) @ W)),
+         jax.random.normal(jax.random.key(1), (16,)), 0.0),
+        # a bfloat16 layer on a float32 input
+        (lambda x: jnp.sum(jnp.tanh(x.astype(jnp.bfloat16) @ W.astype(jnp.bfloat16))).astype(
+            jnp.float32), jax.random.normal(jax.random.key(2), (16,)), 0.0),
+        # x and b fit in float16, x - b does not
+        (lambda x: jnp.sum(jnp.tanh((x.astype(jnp.float16) * jnp.float16(1e-4)) @ W16)).astype(
+            jnp.float32), jnp.full((6,), 40000.0), -40000.0),
+    ]
+
+
+@pytest.mark.parametrize("case", range(3))
+def test_rounding_casts_end_the_affine_prefix(case, plain):
+    f, x, b = _cast_models()[case]
+    ours = jx.integrated_gradients(f, baseline=b, steps=16)(x)
+    ref = plain(jx.integrated_gradients, f, baseline=b, steps=16)(x)
+    assert bool(jnp.all(jnp.isfinite(ours)))
+    np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_widening_casts_stay_affine():
+    W = jax.random.normal(KEY, (4, 3))
+    f = lambda x: jnp.sum(jnp.tanh(x.astype(jnp.float32) @ W))
+    x16 = jnp.arange(4.0, dtype=jnp.float16)
+    assert _affine.split(f, x16) is not None  # float16 -> float32 is exact
+    assert _affine.split(lambda x: f(x.astype(jnp.float16)), jnp.ones(4)) is None
+
+
+def test_smoothgrad_errors_name_the_wrapped_gradient():
+    f = lambda x: jnp.tanh(x @ jnp.ones((3, 2)))  # not a scalar
+    for samples in (2, 8):  # without and with the split
+        with pytest.raises(TypeError, match="jaxplain.gradient: f must return a scalar"):
+            jx.smoothgrad(jx.gradient(f), samples=samples)(jnp.ones(3), key=KEY)
