@@ -27,8 +27,11 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend import core as jcore
+
+from jaxplain._jaxpr import bind as _bind
+from jaxplain._jaxpr import is_var as _is_var
+from jaxplain._jaxpr import trace as _trace
 
 __all__ = ["Split", "split"]
 
@@ -56,19 +59,8 @@ class Split(NamedTuple):
     rest: Callable[[list], Any]
 
 
-def _is_var(v) -> bool:
-    return not isinstance(v, jcore.Literal)
-
-
 def _is_float(v) -> bool:
     return jnp.issubdtype(v.aval.dtype, jnp.floating)
-
-
-def _bind(eqn, invals):
-    params = eqn.primitive.get_bind_params(eqn.params)
-    with eqn.ctx.manager:
-        out = eqn.primitive.bind(*invals, **params)
-    return list(out) if eqn.primitive.multiple_results else [out]
 
 
 def _inline(jaxpr, consts, args):
@@ -90,10 +82,6 @@ def _inline(jaxpr, consts, args):
         for v, o in zip(eqn.outvars, outs):
             env[v] = o
     return [read(v) for v in jaxpr.outvars]
-
-
-def _is_dynamic(leaf: Any) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
 
 
 def _exact_cast(src, dst) -> bool:
@@ -134,33 +122,21 @@ def split(f: Callable, x: Any, args: tuple = (), kwargs: dict | None = None) -> 
     Returns None when no convolution or matrix product is affine in ``x`` (nothing to gain) or
     the program has side effects. Operations independent of ``x`` are evaluated here, once.
     """
-    kwargs = {} if kwargs is None else kwargs
-    leaves, tree = jax.tree_util.tree_flatten((x, args, kwargs))
-    n_x = len(jax.tree_util.tree_leaves(x))
-    dynamic = [i for i, leaf in enumerate(leaves) if i < n_x or _is_dynamic(leaf)]
-
-    def g(*dyn):
-        full = list(leaves)
-        for i, d in zip(dynamic, dyn):
-            full[i] = d
-        xx, aa, kk = jax.tree_util.tree_unflatten(tree, full)
-        return f(xx, *aa, **kk)
-
-    dyn = [leaves[i] for i in dynamic]
-    closed, out_shape = jax.make_jaxpr(g, return_shape=True)(*dyn)
+    traced = _trace(f, x, args, kwargs)
+    closed, dyn, x_positions = traced.closed, traced.dyn, set(traced.x_positions)
     if closed.jaxpr.effects:
         return None
     flat = jax.make_jaxpr(lambda *d: _inline(closed.jaxpr, closed.consts, d))(*dyn)
     jaxpr, consts = flat.jaxpr, flat.consts
     if jaxpr.effects:
         return None
-    out_tree = jax.tree_util.tree_structure(out_shape)
+    out_tree = traced.out_tree
 
     kind: dict = {}
     for v in jaxpr.constvars:
         kind[v] = "C"
     for j, v in enumerate(jaxpr.invars):
-        kind[v] = "A" if dynamic[j] < n_x else "C"
+        kind[v] = "A" if j in x_positions else "C"
     kinds_of = lambda eqn: [kind[v] if _is_var(v) else "C" for v in eqn.invars]
     eqn_kind = []
     for eqn in jaxpr.eqns:

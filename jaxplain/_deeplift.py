@@ -20,6 +20,7 @@ import jax.numpy as jnp
 
 from jaxplain import _contract as C
 from jaxplain._gradients import _check_baseline_value
+from jaxplain import _jaxpr as J
 from jaxplain._lrp import propagate as P
 
 __all__ = ["deeplift", "deeplift_shap"]
@@ -46,7 +47,7 @@ class _Record:
     def op(self, ctx, eqn, path, kind, invals, active, what="", fn=None):
         if _is_max_pool(kind, active):
             self.inputs.append(invals[active.index(True)])
-        return fn(*invals) if fn is not None else P._bind(eqn, invals)
+        return fn(*invals) if fn is not None else J.bind(eqn, invals)
 
 
 def _is_max_pool(kind, active) -> bool:
@@ -80,7 +81,7 @@ class _Rescale(_Record):
         return P.with_backward(lambda x, x_ref, *cs: g(x, *cs), backward, [root_val, ref, *consts])
 
     def op(self, ctx, eqn, path, kind, invals, active, what="", fn=None):
-        fn = fn or (lambda *a: P._bind(eqn, list(a)))
+        fn = fn or (lambda *a: J.bind(eqn, list(a)))
         if not _is_max_pool(kind, active):
             return fn(*invals)
         # Captum's max-pooling rule: the difference of the window maxima, y - y', goes back to the

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Callable
+from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -29,6 +29,8 @@ import numpy as np
 from jax.extend import core as jcore
 
 from jaxplain import _contract as C
+from jaxplain._jaxpr import bind as _bind
+from jaxplain._jaxpr import trace as _trace
 
 __all__ = ["guided_backprop", "deconvnet", "relu_rule_gradient", "RULES"]
 
@@ -138,13 +140,6 @@ def _contains_relu(jaxpr, memo: dict) -> bool:
     return memo[key]
 
 
-def _bind(eqn, invals):
-    params = eqn.primitive.get_bind_params(eqn.params)  # as jax.core.eval_jaxpr does
-    with eqn.ctx.manager:
-        out = eqn.primitive.bind(*invals, **params)
-    return list(out) if eqn.primitive.multiple_results else [out]
-
-
 def _eval(jaxpr, consts, args, relu: Callable, memo: dict) -> list:
     """Evaluates ``jaxpr`` with every ReLU replaced by ``relu``."""
     env: dict = {}
@@ -216,10 +211,6 @@ def _eval_scan(eqn, invals, relu, memo):
     return [*carry, *ys]
 
 
-def _is_dynamic(leaf: Any) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
-
-
 def relu_rule_gradient(f: Callable, rule: str, method: str | None = None) -> Callable:
     """``jax.grad(f)`` with every ReLU's backward pass replaced by ``rule``.
 
@@ -252,20 +243,9 @@ def relu_rule_gradient(f: Callable, rule: str, method: str | None = None) -> Cal
     relu = RULES[rule]
 
     def modified(x, *args, **kwargs):
-        leaves, tree = jax.tree_util.tree_flatten((x, args, kwargs))
-        dynamic = [i for i, leaf in enumerate(leaves) if _is_dynamic(leaf)]
-
-        def g(*dyn):
-            full = list(leaves)
-            for i, d in zip(dynamic, dyn):
-                full[i] = d
-            xx, aa, kk = jax.tree_util.tree_unflatten(tree, full)
-            return f(xx, *aa, **kk)
-
-        dyn = [leaves[i] for i in dynamic]
-        closed, shapes = jax.make_jaxpr(g, return_shape=True)(*dyn)
-        outs = _eval(closed.jaxpr, closed.consts, dyn, relu, {})
-        return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(shapes), outs)
+        traced = _trace(f, x, args, kwargs)
+        outs = _eval(traced.closed.jaxpr, traced.closed.consts, traced.dyn, relu, {})
+        return jax.tree_util.tree_unflatten(traced.out_tree, outs)
 
     return jax.grad(C.scalar_output(method, modified))
 

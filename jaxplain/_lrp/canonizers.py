@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxplain import _contract as C
+from jaxplain import _jaxpr as J
 from jaxplain._lrp import propagate as P
 
 __all__ = ["merge_batchnorm"]
@@ -57,9 +58,9 @@ def _bind(eqn, invals):
         from jax._src import source_info_util
 
         with source_info_util.user_context(eqn.source_info.traceback, name_stack=eqn.source_info.name_stack):
-            return P._bind(eqn, invals)
+            return J.bind(eqn, invals)
     except ImportError:  # pragma: no cover - private API moved
-        return P._bind(eqn, invals)
+        return J.bind(eqn, invals)
 
 
 def _channel_axes(eqn, k: int):
@@ -97,15 +98,15 @@ def _plan(jaxpr, active_in):
     consumers = collections.defaultdict(list)
     for i, eqn in enumerate(jaxpr.eqns):
         for v in eqn.invars:
-            if P._is_var(v):
+            if J.is_var(v):
                 consumers[v].append(i)
-    outs = {v for v in jaxpr.outvars if P._is_var(v)}
+    outs = {v for v in jaxpr.outvars if J.is_var(v)}
     for eqn in jaxpr.eqns:
-        if any(P._is_var(v) and v in active for v in eqn.invars):
+        if any(J.is_var(v) and v in active for v in eqn.invars):
             active.update(eqn.outvars)
     plans = {}
     for i, eqn in enumerate(jaxpr.eqns):
-        ins = [P._is_var(v) and v in active for v in eqn.invars]
+        ins = [J.is_var(v) and v in active for v in eqn.invars]
         k = P._layer_operand(eqn, ins)
         if k is None:
             continue
@@ -122,7 +123,7 @@ def _plan(jaxpr, active_in):
             other = e.invars[1] if e.invars[0] is v else e.invars[0]
             if e.invars[0] is not v and e.primitive.name in ("sub", "div"):
                 break  # k - z or k / z: not of the form a * z + c with a per-channel a
-            if P._is_var(other) and other in active:
+            if J.is_var(other) and other in active:
                 break
             shape = getattr(other.aval, "shape", ())
             if e.outvars[0].aval.shape != v.aval.shape or not _per_channel(shape, v.aval.shape, out_axis):
@@ -147,10 +148,10 @@ def _evaluate(jaxpr, consts, args, active_in):
         env[v] = a
 
     def read(v):
-        return v.val if not P._is_var(v) else env[v]
+        return v.val if not J.is_var(v) else env[v]
 
     for i, eqn in enumerate(jaxpr.eqns):
-        ins = [P._is_var(v) and v in active for v in eqn.invars]
+        ins = [J.is_var(v) and v in active for v in eqn.invars]
         if any(ins):
             active.update(eqn.outvars)
         if i in skip:

@@ -37,6 +37,9 @@ import numpy as np
 from jax.extend import core as jcore
 
 from jaxplain import _taps
+from jaxplain._jaxpr import bind as _bind
+from jaxplain._jaxpr import is_var as _is_var
+from jaxplain._jaxpr import trace as _trace
 from jaxplain._lrp import rules as R
 
 __all__ = ["Program", "trace", "stabilized_relevance"]
@@ -86,17 +89,6 @@ def _sub(eqn):
 def _is_float(v) -> bool:
     dtype = getattr(getattr(v, "aval", None), "dtype", None)
     return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
-
-
-def _is_var(v) -> bool:
-    return not isinstance(v, jcore.Literal)
-
-
-def _bind(eqn, invals):
-    params = eqn.primitive.get_bind_params(eqn.params)
-    with eqn.ctx.manager:
-        out = eqn.primitive.bind(*invals, **params)
-    return list(out) if eqn.primitive.multiple_results else [out]
 
 
 def _is_zero_literal(v) -> bool:
@@ -914,10 +906,6 @@ def _keeps_nonneg(eqn, ins, nonneg) -> bool:
     return fill is None or float(fill) >= 0
 
 
-def _is_dynamic(leaf: Any) -> bool:
-    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
-
-
 class Program:
     """``f(x, *args, **kwargs)`` traced to a jaxpr, ready to be evaluated with rules.
 
@@ -926,29 +914,15 @@ class Program:
     """
 
     def __init__(self, f: Callable, x, args, kwargs):
-        leaves, self.tree = jax.tree_util.tree_flatten((x, args, kwargs))
-        n_x = len(jax.tree_util.tree_leaves(x))
-        self.leaves = leaves
-        self.dynamic = [i for i, leaf in enumerate(leaves) if _is_dynamic(leaf)]
-        self.x_positions = [j for j, i in enumerate(self.dynamic) if i < n_x]
-
-        def g(*dyn):
-            full = list(leaves)
-            for i, d in zip(self.dynamic, dyn):
-                full[i] = d
-            xx, aa, kk = jax.tree_util.tree_unflatten(self.tree, full)
-            return f(xx, *aa, **kk)
-
-        dyn = [leaves[i] for i in self.dynamic]
         # An NNX model built by jaxplain.flax.from_nnx names its submodules in the program only
         # while a layer tap is active (Linen names them itself).
         token = _taps.NNX_TAP.set(_taps._Tap(None, None))
         try:
-            self.closed, shapes = jax.make_jaxpr(g, return_shape=True)(*dyn)
+            traced = _trace(f, x, args, kwargs)
         finally:
             _taps.NNX_TAP.reset(token)
-        self.out_tree = jax.tree_util.tree_structure(shapes)
-        self.dyn = dyn
+        self.closed, self.out_tree = traced.closed, traced.out_tree
+        self.dyn, self.x_positions = traced.dyn, traced.x_positions
 
     def run(self, hooks, ctx: Context) -> Callable:
         active = [j in self.x_positions for j in range(len(self.dyn))]
