@@ -18,7 +18,6 @@ import argparse
 import pathlib
 import statistics
 import sys
-import time
 
 HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
@@ -33,6 +32,7 @@ from jaxplain import flax as jf  # noqa: E402
 from jaxplain import zoo  # noqa: E402
 
 import twins  # noqa: E402
+from gradients import _compile, _interleaved  # noqa: E402
 
 FAMILY = "compile_options"
 
@@ -65,16 +65,10 @@ def main(argv=None) -> list[dict]:
         return rows
     for name, f, xs in _models():
         ts = jnp.arange(xs.shape[0]) % 10
-        fns = [jax.jit(jax.vmap(jax.grad(f)), compiler_options=o).lower(xs, ts).compile()
-               for o in (None, options)]
-        for fn in fns:
-            jax.block_until_ready(fn(xs, ts))
-        times = [[], []]
-        for _ in range(rounds):
-            for i, fn in enumerate(fns):
-                t0 = time.perf_counter()
-                jax.block_until_ready(fn(xs, ts))
-                times[i].append(time.perf_counter() - t0)
+        calls = {o: _compile(jax.vmap(jax.grad(f)), (xs, ts), {}, options=opt)[0]
+                 for o, opt in (("defaults", None), ("options", options))}
+        timed = _interleaved(calls, rounds=rounds, pause=0.0)
+        times = [timed["defaults"], timed["options"]]
         ratio = statistics.median(b / d for d, b in zip(*times))
         for label, t in (("XLA defaults", times[0]), ("jx.compiler_options()", times[1])):
             med = statistics.median(t)

@@ -108,14 +108,28 @@ def _measure(call, *, repeats: int, budget: float) -> tuple[float, int]:
     return statistics.median(times), n
 
 
-def _time_jax(fn, args: tuple, kwargs: dict, *, repeats: int, budget: float, options=None):
-    """(compile s, median s, runs) of ``jax.jit(fn)`` on ``args``; compile is not in the runs."""
+def _compile(fn, args: tuple, kwargs: dict, *, options=None, repeat: int = 1):
+    """(call, compile s): ``call()`` runs ``jax.jit(fn)`` on ``args`` ``repeat`` times, compiled
+    ahead of time (with XLA ``options``), and waits for the results."""
     t0 = time.perf_counter()
     compiled = jax.jit(fn, compiler_options=options).lower(*args, **kwargs).compile()
     compile_s = time.perf_counter() - t0
-    median, n = _measure(
-        lambda: jax.block_until_ready(compiled(*args, **kwargs)), repeats=repeats, budget=budget
-    )
+
+    def call():
+        for _ in range(repeat):
+            jax.block_until_ready(compiled(*args, **kwargs))
+
+    return call, compile_s
+
+
+def _time_jax(fn, args: tuple, kwargs: dict, *, repeats: int, budget: float, options=None,
+              keep: dict | None = None):
+    """(compile s, median s, runs) of ``jax.jit(fn)`` on ``args``; compile is not in the runs.
+    ``keep``, if given, receives the compiled call under ``"call"``."""
+    call, compile_s = _compile(fn, args, kwargs, options=options)
+    median, n = _measure(call, repeats=repeats, budget=budget)
+    if keep is not None:
+        keep["call"] = call
     return compile_s, median, n
 
 
@@ -187,10 +201,11 @@ def main(argv=None) -> list[dict]:
             {"key": keys},
         ),
     }
-    best_k = {}
+    # The best batch_size of each method and option set, kept compiled for the head to head.
+    best_k, calls, compile_s = {}, {}, {}
     option_sets = [("", None)] + ([(" +options", tuned)] if tuned else [])
     for opts_name, opts in option_sets:
-        if opts:  # the floor with the same options
+        if opts:
             c, t_opt, n = _time_jax(jax.vmap(jax.grad(f)), (xs, ts), {}, options=opts, **timing)
             row("jax gradient (1 batch)", f"{B} img, jx.compiler_options()", compile_s=c,
                 time_s=t_opt, n=n)
@@ -198,33 +213,21 @@ def main(argv=None) -> list[dict]:
         for name, (build, kwargs) in builders.items():
             best = math.inf
             for k in a.sweep:
-                c, t, n = _time_jax(jax.vmap(build(k)), (xs, ts), kwargs, options=opts, **timing)
+                keep: dict = {}
+                c, t, n = _time_jax(jax.vmap(build(k)), (xs, ts), kwargs, options=opts,
+                                    keep=keep, **timing)
                 row(f"jaxplain {name}{opts_name}", f"batch_size={k}: {_chunking(k, S, B)}",
                     compile_s=c, time_s=t, n=n, ratio=t / floor_k,
                     ratio_of=f"x jax floor{opts_name}")
                 if t < best:
-                    best, best_k[name + opts_name] = t, k
+                    label = name + opts_name
+                    best, best_k[label], calls[label], compile_s[label] = t, k, keep["call"], c
 
     # -- 2. head to head, interleaved: every contender once per round, ratios taken per round
-    contenders = {"jax floor": (jax.vmap(jax.grad(f)), {})}
-    for name, (build, kwargs) in builders.items():
-        contenders[name] = (None, kwargs)  # built below at its best batch_size per option set
-    calls, compile_s = {}, {}
-    for opts_name, opts in (("", None), (" +options", tuned)):
-        if opts_name and not tuned:
-            continue
-        for name, (fn, kwargs) in contenders.items():
-            if name in builders:
-                fn = jax.vmap(builders[name][0](best_k[name + opts_name]))
-            t0 = time.perf_counter()
-            compiled = jax.jit(fn, compiler_options=opts).lower(xs, ts, **kwargs).compile()
-            compile_s[name + opts_name] = time.perf_counter() - t0
-            repeat = S if name == "jax floor" else 1  # the floor: S batched gradients
-            calls[name + opts_name] = (
-                lambda compiled=compiled, kwargs=kwargs, repeat=repeat: [
-                    jax.block_until_ready(compiled(xs, ts, **kwargs)) for _ in range(repeat)
-                ]
-            )
+    for opts_name, opts in option_sets:  # the floor: S batched gradients in a row
+        calls["jax floor" + opts_name], compile_s["jax floor" + opts_name] = _compile(
+            jax.vmap(jax.grad(f)), (xs, ts), {}, options=opts, repeat=S
+        )
     peer = None
     if not a.no_captum:
         try:
@@ -242,10 +245,8 @@ def main(argv=None) -> list[dict]:
     per_round = lambda num, den: statistics.median(
         [x / y for x, y in zip(times[num], times[den])]
     )
-    for opts_name in ("", " +options"):
+    for opts_name, _ in option_sets:
         floor_name = "jax floor" + opts_name
-        if floor_name not in med:
-            continue
         how = "jx.compiler_options()" if opts_name else "XLA defaults"
         row("head to head", f"{floor_name}: {S} x gradient ({how})",
             compile_s=compile_s[floor_name], time_s=med[floor_name], n=rounds)
@@ -259,7 +260,7 @@ def main(argv=None) -> list[dict]:
         for name, theirs in (("IG", "Captum IG"), ("SmoothGrad", "Captum NoiseTunnel SG")):
             row("head to head", theirs, time_s=med[theirs], n=rounds,
                 ratio=per_round(theirs, "torch floor"), ratio_of="x torch floor")
-            for opts_name in ("", " +options"):
+            for opts_name, _ in option_sets:
                 label = name + opts_name
                 if label in med:
                     rows.append(dict(family=FAMILY, benchmark=f"speed {name}",
@@ -270,15 +271,17 @@ def main(argv=None) -> list[dict]:
     return rows
 
 
-def _interleaved(calls: dict, *, rounds: int) -> dict:
+def _interleaved(calls: dict, *, rounds: int, pause: float = 0.2) -> dict:
     """Times every call once per round after one warm-up each, so that a machine whose speed
-    drifts (up to 50 % here) slows all contenders alike; returns {name: [seconds per round]}."""
+    drifts (up to 50 % here) slows all contenders alike; returns {name: [seconds per round]}.
+    A ``pause`` before each run lets the previous contender's threads go idle (torch's OpenMP
+    threads spin after a call and slowed the next contender 2x)."""
     for call in calls.values():
         call()
     times = {name: [] for name in calls}
     for _ in range(rounds):
         for name, call in calls.items():
-            time.sleep(0.2)  # let the previous contender's thread pool go idle
+            time.sleep(pause)
             t0 = time.perf_counter()
             call()
             times[name].append(time.perf_counter() - t0)

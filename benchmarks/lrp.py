@@ -43,7 +43,8 @@ import numpy as np  # noqa: E402
 
 import jaxplain as jx  # noqa: E402
 import twins  # noqa: E402
-from gradients import _cores, _measure  # noqa: E402
+from gradients import _compile, _cores, _measure  # noqa: E402
+from gradients import _interleaved as interleaved  # noqa: E402
 
 FAMILY = "lrp"
 CLASSES = 10
@@ -134,21 +135,10 @@ def main(argv=None) -> list[dict]:
 def _interleaved(fns: dict, args: tuple, *, repeats: int):
     """Compiles each function, then times them in rounds (one run of each per round), so that a
     noisy machine slows all of them alike; returns ({name: compile s}, {name: [seconds per round]})."""
-    import time
-
-    compiled, compile_s = {}, {}
+    calls, compile_s = {}, {}
     for name, fn in fns.items():
-        t0 = time.perf_counter()
-        compiled[name] = jax.jit(fn).lower(*args).compile()
-        compile_s[name] = time.perf_counter() - t0
-        jax.block_until_ready(compiled[name](*args))  # warm-up
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in compiled.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(fn(*args))
-            times[name].append(time.perf_counter() - t0)
-    return compile_s, times
+        calls[name], compile_s[name] = _compile(fn, args, {})
+    return compile_s, interleaved(calls, rounds=repeats, pause=0.0)
 
 
 def _zennit(a, module, xs_np, ts_np, low, high, *, ours, ours_time, row, timing) -> None:

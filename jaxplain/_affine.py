@@ -27,15 +27,15 @@ from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.extend import core as jcore
 
+from jaxplain import _jaxpr as J
 from jaxplain._jaxpr import bind as _bind
+from jaxplain._jaxpr import is_float as _is_float
 from jaxplain._jaxpr import is_var as _is_var
 from jaxplain._jaxpr import trace as _trace
 
 __all__ = ["Split", "split"]
 
-_CALLS = frozenset({"pjit", "jit", "closed_call", "core_call"})
 # Linear in all their x-dependent operands jointly (integer operands such as indices, and the
 # predicate of select_n, cannot depend on x affinely: those make the operation non-affine).
 _LINEAR = frozenset(
@@ -59,10 +59,6 @@ class Split(NamedTuple):
     rest: Callable[[list], Any]
 
 
-def _is_float(v) -> bool:
-    return jnp.issubdtype(v.aval.dtype, jnp.floating)
-
-
 def _inline(jaxpr, consts, args):
     """Evaluates ``jaxpr`` with its calls (``jit``) opened, so a re-trace gives a flat program."""
     env: dict = {}
@@ -73,10 +69,9 @@ def _inline(jaxpr, consts, args):
         env[v] = a
     for eqn in jaxpr.eqns:
         invals = [read(v) for v in eqn.invars]
-        if eqn.primitive.name in _CALLS:
-            sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-            inner = sub.jaxpr if isinstance(sub, jcore.ClosedJaxpr) else sub
-            outs = _inline(inner, getattr(sub, "consts", []), invals)
+        if eqn.primitive.name in J.CALLS:
+            sub = J.sub_jaxpr(eqn)
+            outs = _inline(J.open_jaxpr(sub), J.consts_of(sub), invals)
         else:
             outs = _bind(eqn, invals)
         for v, o in zip(eqn.outvars, outs):

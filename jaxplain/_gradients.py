@@ -242,8 +242,8 @@ def integrated_gradients(
         else:
             # f = rest(prefix(x)) with prefix affine: prefix on the path is z_b + a dz, and the
             # gradients are summed at the boundary and sent back through prefix once.
-            z_b, pull = jax.vjp(split.prefix, b)
-            dz = jax.jvp(split.prefix, (b,), (diff,))[1]
+            z_b, lin = jax.linearize(split.prefix, b)  # prefix evaluated once, at b
+            dz, pull = lin(diff), jax.linear_transpose(lin, b)
             grad_rest = jax.grad(split.rest)
 
             def weighted_grad(aw):

@@ -7,15 +7,66 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.extend import core as jcore
 
-__all__ = ["Traced", "bind", "is_dynamic", "is_var", "trace"]
+__all__ = [
+    "CALLS",
+    "REMAT",
+    "Traced",
+    "bind",
+    "consts_of",
+    "is_dynamic",
+    "is_float",
+    "is_var",
+    "is_zero_literal",
+    "open_jaxpr",
+    "sub_jaxpr",
+    "trace",
+]
+
+# Primitives that call a sub-program once with the equation's operands (held in the "jaxpr" or
+# "call_jaxpr" parameter), and the rematerialization (checkpoint) primitives.
+CALLS = ("jit", "pjit", "closed_call", "core_call")
+REMAT = ("remat2", "checkpoint", "remat")
 
 
 def is_var(v) -> bool:
     """Whether a jaxpr operand is a variable (not a literal)."""
     return not isinstance(v, jcore.Literal)
+
+
+def is_float(v) -> bool:
+    """Whether a jaxpr operand has a floating dtype."""
+    dtype = getattr(getattr(v, "aval", None), "dtype", None)
+    return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
+
+
+def is_zero_literal(v) -> bool:
+    """Whether a jaxpr operand is the literal scalar 0 (as in ``max(x, 0)``)."""
+    if is_var(v):
+        return False
+    val = np.asarray(v.val)
+    return val.ndim == 0 and val.dtype.kind in "iuf" and float(val) == 0.0
+
+
+def open_jaxpr(j):
+    """The open jaxpr of a ``ClosedJaxpr`` (or ``j`` itself)."""
+    return j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j
+
+
+def consts_of(j) -> list:
+    """The constants of a ``ClosedJaxpr`` (none for an open one)."""
+    return j.consts if isinstance(j, jcore.ClosedJaxpr) else []
+
+
+def sub_jaxpr(eqn):
+    """The sub-program of a call-like equation (``jit``, ``custom_jvp_call``...), or None."""
+    for name in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        if name in eqn.params:
+            return eqn.params[name]
+    return None
 
 
 def is_dynamic(leaf: Any) -> bool:

@@ -25,11 +25,14 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.extend import core as jcore
 
 from jaxplain import _contract as C
+from jaxplain import _jaxpr as J
 from jaxplain._jaxpr import bind as _bind
+from jaxplain._jaxpr import is_float as _is_float
+from jaxplain._jaxpr import is_zero_literal as _is_zero_literal
+from jaxplain._jaxpr import open_jaxpr as _open
 from jaxplain._jaxpr import trace as _trace
 
 __all__ = ["guided_backprop", "deconvnet", "relu_rule_gradient", "RULES"]
@@ -63,26 +66,10 @@ RULES: dict[str, Callable] = {
 
 # Primitives that call a sub-program once with the equation's operands (the sub-program is in the
 # "jaxpr" or "call_jaxpr" parameter).
-_CALLS = ("jit", "pjit", "closed_call", "core_call")
-_REMAT = ("remat2", "checkpoint", "remat")
+_CALLS = J.CALLS
+_REMAT = J.REMAT
 # Primitives with a derivative rule of their own: bound as they are, rule kept.
 _CUSTOM = ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "custom_lin")
-
-
-def _is_zero_literal(v) -> bool:
-    if not isinstance(v, jcore.Literal):
-        return False
-    val = np.asarray(v.val)
-    return val.ndim == 0 and val.dtype.kind in "iuf" and float(val) == 0.0
-
-
-def _is_float_var(v) -> bool:
-    dtype = getattr(getattr(v, "aval", None), "dtype", None)
-    return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
-
-
-def _open(j):
-    return j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j
 
 
 def _subjaxprs(params: dict) -> list:
@@ -116,10 +103,10 @@ def _relu_operand(eqn) -> int | None:
     name = eqn.primitive.name
     if name == "max" and len(eqn.invars) == 2:
         for k in (0, 1):
-            if _is_zero_literal(eqn.invars[1 - k]) and _is_float_var(eqn.invars[k]):
+            if _is_zero_literal(eqn.invars[1 - k]) and _is_float(eqn.invars[k]):
                 return k
         return None
-    if name == "custom_jvp_call" and len(eqn.invars) == 1 and _is_float_var(eqn.invars[0]):
+    if name == "custom_jvp_call" and len(eqn.invars) == 1 and _is_float(eqn.invars[0]):
         if _is_relu_program(eqn.params["call_jaxpr"]):
             return 0
     return None
@@ -160,8 +147,7 @@ def _eval(jaxpr, consts, args, relu: Callable, memo: dict) -> list:
         elif name in _CUSTOM or not any(_contains_relu(s, memo) for s in _subjaxprs(eqn.params)):
             outs = _bind(eqn, invals)
         elif name in _CALLS:
-            sub = eqn.params.get("jaxpr", eqn.params.get("call_jaxpr"))
-            outs = _eval_closed(sub, invals, relu, memo)
+            outs = _eval_closed(J.sub_jaxpr(eqn), invals, relu, memo)
         elif name in _REMAT:
             body = functools.partial(_eval_closed, eqn.params["jaxpr"], relu=relu, memo=memo)
             outs = jax.checkpoint(

@@ -199,9 +199,9 @@ def _evaluate(jaxpr, consts, args, active_in):
                 env[v] = z + bias
             continue
         invals = [read(u) for u in eqn.invars]
-        sub = P._sub(eqn)
-        if any(ins) and sub is not None and eqn.primitive.name in ("jit", "pjit", "closed_call", "core_call", *P._REMAT):
-            outs = _evaluate(P._open(sub), P._consts(sub), invals, ins)
+        sub = J.sub_jaxpr(eqn)
+        if any(ins) and sub is not None and eqn.primitive.name in (*J.CALLS, *J.REMAT):
+            outs = _evaluate(J.open_jaxpr(sub), J.consts_of(sub), invals, ins)
         else:
             outs = _bind(eqn, invals)
         for o, val in zip(eqn.outvars, outs):

@@ -34,18 +34,23 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.extend import core as jcore
 
 from jaxplain import _taps
+from jaxplain import _jaxpr as J
 from jaxplain._jaxpr import bind as _bind
+from jaxplain._jaxpr import consts_of as _consts
+from jaxplain._jaxpr import is_float as _is_float
+from jaxplain._jaxpr import is_zero_literal as _is_zero_literal
+from jaxplain._jaxpr import open_jaxpr as _open
+from jaxplain._jaxpr import sub_jaxpr as _sub
 from jaxplain._jaxpr import is_var as _is_var
 from jaxplain._jaxpr import trace as _trace
 from jaxplain._lrp import rules as R
 
 __all__ = ["Program", "trace", "stabilized_relevance"]
 
-_CALLS = ("jit", "pjit", "closed_call", "core_call", "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
-_REMAT = ("remat2", "checkpoint", "remat")
+_CALLS = (*J.CALLS, "custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr")
+_REMAT = J.REMAT
 
 # Elementwise primitives (with broadcasting of size-1 dimensions); a region of them computes a
 # function of one value, element by element.
@@ -68,34 +73,6 @@ _SUMS = frozenset("reduce_sum cumsum".split())
 _RESHAPES = frozenset("reshape squeeze expand_dims".split())
 _AVG_POOL = frozenset(["reduce_window_sum"])
 _MAXIMA = frozenset("reduce_max reduce_min reduce_window_max reduce_window_min cummax cummin".split())
-
-
-def _open(j):
-    return j.jaxpr if isinstance(j, jcore.ClosedJaxpr) else j
-
-
-def _consts(j):
-    return j.consts if isinstance(j, jcore.ClosedJaxpr) else []
-
-
-def _sub(eqn):
-    p = eqn.params
-    for name in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
-        if name in p:
-            return p[name]
-    return None
-
-
-def _is_float(v) -> bool:
-    dtype = getattr(getattr(v, "aval", None), "dtype", None)
-    return dtype is not None and jnp.issubdtype(dtype, jnp.floating)
-
-
-def _is_zero_literal(v) -> bool:
-    if _is_var(v):
-        return False
-    val = np.asarray(v.val)
-    return val.ndim == 0 and val.dtype.kind in "iuf" and float(val) == 0.0
 
 
 def _source(eqn) -> str:
