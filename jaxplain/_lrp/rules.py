@@ -146,9 +146,9 @@ class Group(NamedTuple):
       ['positive', 'negative']
 
     References:
-      Andéol, Kawakami, Wada, Kanda & Mardziel (2021), "Learning domain invariant
-      representations by joint Wasserstein distance minimization" (the generalized gamma rule);
-      Zennit's ``Gamma``.
+      Andéol, Kawakami, Wada, Kanamori, Müller & Montavon (2021), "Learning domain invariant
+      representations by joint Wasserstein distance minimization", arXiv preprint (the gamma
+      rule generalized to negative outputs, as in Zennit's ``Gamma``).
     """
 
     branches: tuple[Branch, ...]
