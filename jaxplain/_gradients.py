@@ -300,7 +300,10 @@ def smoothgrad(
     ``relative=False``, ``std = sigma`` in the input's units (Captum's ``stdevs``).
 
     The returned explainer is random: call it with ``key=``. A wrapped explainer that is itself
-    random (e.g. :func:`expected_gradients`) gets an independent key for each sample.
+    random (e.g. :func:`expected_gradients`) gets an independent key for each sample. The draw:
+    sample ``i`` takes ``k_noise, k_inner = jax.random.split(jax.random.split(key, samples)[i])``;
+    leaf ``j`` of ``x`` gets ``jax.random.normal(jax.random.split(k_noise, n_leaves)[j], shape)``
+    and the wrapped explainer ``key=k_inner``.
 
     Args:
       explainer: ``explainer(x, *args) -> attribution``, e.g. ``jx.gradient(f)``.
