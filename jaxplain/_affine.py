@@ -61,22 +61,14 @@ class Split(NamedTuple):
 
 def _inline(jaxpr, consts, args):
     """Evaluates ``jaxpr`` with its calls (``jit``) opened, so a re-trace gives a flat program."""
-    env: dict = {}
-    read = lambda v: v.val if not _is_var(v) else env[v]
-    for v, c in zip(jaxpr.constvars, consts):
-        env[v] = c
-    for v, a in zip(jaxpr.invars, args):
-        env[v] = a
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
+
+    def step(eqn, invals):
         if eqn.primitive.name in J.CALLS:
             sub = J.sub_jaxpr(eqn)
-            outs = _inline(J.open_jaxpr(sub), J.consts_of(sub), invals)
-        else:
-            outs = _bind(eqn, invals)
-        for v, o in zip(eqn.outvars, outs):
-            env[v] = o
-    return [read(v) for v in jaxpr.outvars]
+            return _inline(J.open_jaxpr(sub), J.consts_of(sub), invals)
+        return _bind(eqn, invals)
+
+    return J.evaluate(jaxpr, consts, args, step)
 
 
 def _exact_cast(src, dst) -> bool:

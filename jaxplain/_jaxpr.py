@@ -17,6 +17,7 @@ __all__ = [
     "Traced",
     "bind",
     "consts_of",
+    "evaluate",
     "is_dynamic",
     "is_float",
     "is_var",
@@ -81,6 +82,17 @@ def bind(eqn, invals: list) -> list:
     with eqn.ctx.manager:
         out = eqn.primitive.bind(*invals, **params)
     return list(out) if eqn.primitive.multiple_results else [out]
+
+
+def evaluate(jaxpr, consts: list, args: list, step: Callable) -> list:
+    """Evaluates ``jaxpr`` on ``args``, each equation by ``step(eqn, invals) -> outvals`` (a list;
+    :func:`bind` evaluates the equation as written), and returns its outputs."""
+    env: dict = dict(zip(jaxpr.constvars, consts))
+    env.update(zip(jaxpr.invars, args))
+    read = lambda v: env[v] if is_var(v) else v.val
+    for eqn in jaxpr.eqns:
+        env.update(zip(eqn.outvars, step(eqn, [read(v) for v in eqn.invars])))
+    return [read(v) for v in jaxpr.outvars]
 
 
 class Traced(NamedTuple):

@@ -129,57 +129,44 @@ def _contains_relu(jaxpr, memo: dict) -> bool:
 
 def _eval(jaxpr, consts, args, relu: Callable, memo: dict) -> list:
     """Evaluates ``jaxpr`` with every ReLU replaced by ``relu``."""
-    env: dict = {}
 
-    def read(v):
-        return v.val if isinstance(v, jcore.Literal) else env[v]
-
-    for v, c in zip(jaxpr.constvars, consts):
-        env[v] = c
-    for v, a in zip(jaxpr.invars, args):
-        env[v] = a
-    for eqn in jaxpr.eqns:
-        invals = [read(v) for v in eqn.invars]
+    def step(eqn, invals):
         name = eqn.primitive.name
         k = _relu_operand(eqn)
         if k is not None:
-            outs = [relu(invals[k])]
-        elif name in _CUSTOM or not any(_contains_relu(s, memo) for s in _subjaxprs(eqn.params)):
-            outs = _bind(eqn, invals)
-        elif name in _CALLS:
-            outs = _eval_closed(J.sub_jaxpr(eqn), invals, relu, memo)
-        elif name in _REMAT:
+            return [relu(invals[k])]
+        if name in _CUSTOM or not any(_contains_relu(s, memo) for s in _subjaxprs(eqn.params)):
+            return _bind(eqn, invals)
+        if name in _CALLS:
+            return _eval_closed(J.sub_jaxpr(eqn), invals, relu, memo)
+        if name in _REMAT:
             body = functools.partial(_eval_closed, eqn.params["jaxpr"], relu=relu, memo=memo)
-            outs = jax.checkpoint(
+            return jax.checkpoint(
                 lambda *a: body(list(a)),
                 prevent_cse=eqn.params.get("prevent_cse", True),
                 policy=eqn.params.get("policy"),
             )(*invals)
-        elif name == "cond":
+        if name == "cond":
             branches = [
                 functools.partial(lambda br, *ops: _eval_closed(br, list(ops), relu, memo), br)
                 for br in eqn.params["branches"]
             ]
-            outs = jax.lax.switch(invals[0], branches, *invals[1:])
-        elif name == "scan":
-            outs = _eval_scan(eqn, invals, relu, memo)
-        else:
-            warnings.warn(
-                f"jaxplain: a ReLU inside the higher-order primitive {name!r} keeps its ordinary "
-                f"gradient (the modified backward rule reaches ReLUs in jit, checkpoint, cond and "
-                f"scan only).",
-                stacklevel=2,
-            )
-            outs = _bind(eqn, invals)
-        for v, o in zip(eqn.outvars, outs):
-            env[v] = o
-    return [read(v) for v in jaxpr.outvars]
+            return jax.lax.switch(invals[0], branches, *invals[1:])
+        if name == "scan":
+            return _eval_scan(eqn, invals, relu, memo)
+        warnings.warn(
+            f"jaxplain: a ReLU inside the higher-order primitive {name!r} keeps its ordinary "
+            f"gradient (the modified backward rule reaches ReLUs in jit, checkpoint, cond and "
+            f"scan only).",
+            stacklevel=3,
+        )
+        return _bind(eqn, invals)
+
+    return J.evaluate(jaxpr, consts, args, step)
 
 
 def _eval_closed(closed, args, relu, memo):
-    if isinstance(closed, jcore.ClosedJaxpr):
-        return _eval(closed.jaxpr, closed.consts, args, relu, memo)
-    return _eval(closed, [], args, relu, memo)
+    return _eval(J.open_jaxpr(closed), J.consts_of(closed), args, relu, memo)
 
 
 def _eval_scan(eqn, invals, relu, memo):
