@@ -280,6 +280,14 @@ def test_sharded_batch_matches_unsharded():
     out = ig(jax.device_put(xs, spec), jax.device_put(ts, spec))
     np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
     assert out.sharding.is_equivalent_to(spec, out.ndim)
+    # A random explainer: per-example keys sharded with the batch; its noise (JAX's classic
+    # threefry stream) is the same draw on every layout.
+    sg = jax.jit(jax.vmap(jx.smoothgrad(jx.gradient(f), samples=4, sigma=0.2)))
+    keys = jax.random.split(jax.random.key(21), 16)
+    ref = sg(xs, ts, key=keys)
+    out = sg(jax.device_put(xs, spec), jax.device_put(ts, spec), key=jax.device_put(keys, spec))
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-6)
+    assert out.sharding.is_equivalent_to(spec, out.ndim)
 
 
 # ----------------------------------------------------------------------------- SmoothGrad / VarGrad
@@ -318,7 +326,9 @@ def test_smoothgrad_matches_slow_reference():
     ref = np.zeros(x.shape)
     for k in jax.random.split(KEY, n):  # the documented draw: split per sample, then noise key
         noise_key = jax.random.split(jax.random.split(k)[0], 1)[0]
-        ref += np.asarray(jax.grad(f)(x + s * jax.random.normal(noise_key, x.shape), 0))
+        with jax.threefry_partitionable(False):  # the documented stream
+            noise = jax.random.normal(noise_key, x.shape)
+        ref += np.asarray(jax.grad(f)(x + s * noise, 0))
     np.testing.assert_allclose(ours, ref / n, rtol=1e-5, atol=1e-6)
 
 
