@@ -1,10 +1,15 @@
-"""Why ``jx.compiler_options()``: the batched input gradient under XLA's defaults and with it.
+"""Why ``jx.compiler_options()``: explainers under XLA's defaults and with it.
 
-jaxplain compiles for CPU with ``xla_cpu_experimental_ynn_fusion_type=INDIVIDUAL_DOT`` (matrix
-products in YNNPACK, convolutions in XLA's own Eigen kernels; see jaxplain/_compile.py). This
-script measures that choice on the models of this project: ``jax.jit(jax.vmap(jax.grad(f)))``
-compiled both ways and timed in interleaved rounds; ``ratio`` is the median over rounds of
-(with options / defaults), below 1 where the options are faster.
+jaxplain recommends for CPU ``xla_cpu_experimental_ynn_fusion_type=INDIVIDUAL_DOT`` (matrix
+products in YNNPACK, convolutions in XLA's own Eigen kernels) and
+``xla_cpu_scheduler_type=MEMORY_OPTIMIZED`` (see jaxplain/_compile.py). This script measures both,
+timed in interleaved rounds; ``ratio`` is the median over rounds of (with options / defaults),
+below 1 where the options are faster:
+
+1. the batched input gradient ``jax.jit(jax.vmap(jax.grad(f)))`` of each model of this project;
+2. integrated gradients and SmoothGrad of the gradient (50 points, ``batch_size`` 1 and 5) on the
+   benchmark CNN, compiled with XLA's defaults, with the kernel option alone and with both; the
+   config shows XLA's temporary buffer (``memory_analysis()``) and the page faults of one call.
 
 Usage::
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import pathlib
+import resource
 import statistics
 import sys
 
@@ -78,6 +84,51 @@ def main(argv=None) -> list[dict]:
                              ratio_of="x XLA defaults" if t is times[1] else None))
         print(f"  [{FAMILY}] {name:34s} {statistics.median(times[0]) * 1e3:7.2f} ms -> "
               f"{statistics.median(times[1]) * 1e3:7.2f} ms  ({ratio:.2f}x)", file=sys.stderr)
+    rows += _chunked(options, rounds=max(3, rounds // 3))
+    return rows
+
+
+def _faults(call) -> int:
+    """Minor page faults of one ``call()``."""
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    call()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+
+def _chunked(options: dict, *, rounds: int) -> list[dict]:
+    """IG and SmoothGrad (many points, unrolled chunks) under three option sets."""
+    apply, params, _ = twins.make_twins(0)
+    f = twins.logit_fn(apply, params)
+    rng = np.random.default_rng(0)
+    xs = jnp.asarray(rng.normal(size=(64, 32, 32, 3)).astype(np.float32))
+    ts = jnp.arange(64) % 10
+    keys = jax.random.split(jax.random.key(0), 64)
+    kernels = {k: v for k, v in options.items() if k != "xla_cpu_scheduler_type"}
+    sets = {"XLA defaults": None, "kernels only": kernels, "jx.compiler_options()": options}
+    rows = []
+    for k in (1, 5):
+        for method, ex, kw in (
+            ("IG", jx.integrated_gradients(f, steps=50, batch_size=k), {}),
+            ("SmoothGrad", jx.smoothgrad(jx.gradient(f), samples=50, sigma=0.15, relative=False,
+                                         batch_size=k), {"key": keys}),
+        ):
+            calls, notes = {}, {}
+            for label, opt in sets.items():
+                calls[label], _ = _compile(jax.vmap(ex), (xs, ts), kw, options=opt)
+                temp = (jax.jit(jax.vmap(ex), compiler_options=opt).lower(xs, ts, **kw).compile()
+                        .memory_analysis().temp_size_in_bytes)
+                calls[label]()  # warm
+                notes[label] = f"temp {temp / 2**20:.0f} MiB, {_faults(calls[label])} faults"
+            timed = _interleaved(calls, rounds=rounds, pause=0.0)
+            for label in sets:
+                med = statistics.median(timed[label])
+                ratio = statistics.median(
+                    t / d for d, t in zip(timed["XLA defaults"], timed[label]))
+                rows.append(dict(family=FAMILY, benchmark=f"{method} 50 pts, batch_size={k}",
+                                 config=f"{label}: {notes[label]}", time_s=med, n=rounds,
+                                 images_per_s=64 / med, ratio=ratio, ratio_of="x XLA defaults"))
+                print(f"  [{FAMILY}] {method} batch_size={k} {label:22s} {med:6.3f} s "
+                      f"({ratio:.2f}x)  {notes[label]}", file=sys.stderr)
     return rows
 
 
