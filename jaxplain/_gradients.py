@@ -35,7 +35,7 @@ def _normal(key, shape, dtype):
     """``jax.random.normal`` drawn on JAX's classic threefry stream (``jax.threefry_partitionable
     (False)``: one threefry hash per two values instead of one per value), whatever the global
     setting. Noise is the per-sample cost SmoothGrad adds to a gradient: on XLA:CPU this draw took
-    a third of the time, and SmoothGrad of a small CNN 0.86-0.92x as long (benchmarks/README.md).
+    a third of the time, and SmoothGrad of a small CNN 0.89-0.95x as long (benchmarks/README.md).
     Each explainer's noise is drawn per example (vmapped keys), never as one array to partition."""
     with jax.threefry_partitionable(False):
         return jax.random.normal(key, shape, dtype)
