@@ -204,7 +204,9 @@ def integrated_gradients(
       batch_size: at most this many path points are evaluated at once (``None``: all ``steps``).
         Under ``jax.vmap`` over ``B`` examples a chunk is a batch of ``B * batch_size`` inputs; on
         CPU chunks of about 64 inputs ran fastest (benchmarks/gradients.py), e.g.
-        ``batch_size=1`` for a vmapped batch of 64.
+        ``batch_size=1`` for a vmapped batch of 64. XLA:CPU's default schedule may still run
+        several chunks side by side; compiled with :func:`jaxplain.compiler_options` it runs
+        them one after another.
       return_delta: if true, ``explain`` returns ``(attribution, delta)`` with the completeness
         error ``delta = sum(attribution) - (f(x) - f(b))``, like Captum's
         ``return_convergence_delta``.
