@@ -5,7 +5,7 @@ them on the models of this project):
 
 * convolutions in XLA's own (Eigen) kernels instead of the experimental YNNPACK fusions the jaxlib
   default routes them to (matrix products keep YNNPACK): the batched input gradient of the CNNs of
-  ``benchmarks/`` took 0.61-0.92x the time that way;
+  ``benchmarks/`` took 0.56-0.92x the time that way;
 * XLA's memory-optimized scheduler. Explainers that evaluate ``f`` at many points (integrated
   gradients, SmoothGrad, ...) unroll their chunks of points into one program; XLA's default CPU
   schedule keeps the chunks' activations alive side by side (812 MiB of temporaries for 50 chunks

@@ -40,6 +40,7 @@ def _normal(key, shape, dtype):
     with jax.threefry_partitionable(False):
         return jax.random.normal(key, shape, dtype)
 
+
 IG_METHODS = (
     "gausslegendre",
     "riemann_left",
