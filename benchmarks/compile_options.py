@@ -114,9 +114,9 @@ def _chunked(options: dict, *, rounds: int) -> list[dict]:
         ):
             calls, notes = {}, {}
             for label, opt in sets.items():
-                calls[label], _ = _compile(jax.vmap(ex), (xs, ts), kw, options=opt)
-                temp = (jax.jit(jax.vmap(ex), compiler_options=opt).lower(xs, ts, **kw).compile()
-                        .memory_analysis().temp_size_in_bytes)
+                compiled = jax.jit(jax.vmap(ex), compiler_options=opt).lower(xs, ts, **kw).compile()
+                temp = compiled.memory_analysis().temp_size_in_bytes
+                calls[label] = lambda c=compiled, kw=kw: jax.block_until_ready(c(xs, ts, **kw))
                 calls[label]()  # warm
                 notes[label] = f"temp {temp / 2**20:.0f} MiB, {_faults(calls[label])} faults"
             timed = _interleaved(calls, rounds=rounds, pause=0.0)

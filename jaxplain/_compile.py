@@ -11,7 +11,7 @@ them on the models of this project):
   schedule keeps the chunks' activations alive side by side (812 MiB of temporaries for 50 chunks
   of 64 images of the benchmark CNN), and every run pays the page faults of that fresh allocation
   (210,000 per call). The memory-optimized schedule runs chunk after chunk (226 MiB), and
-  integrated gradients took 0.84-0.91x, SmoothGrad 0.77-0.78x the time of the kernel option alone.
+  integrated gradients took 0.82-0.91x, SmoothGrad 0.70-0.95x the time of the kernel option alone.
 
 The options are per executable (``jax.jit(..., compiler_options=)``): nothing global is changed.
 JAX accepts compiler options only on a top-level ``jit`` (not on one nested in ``jit`` or
