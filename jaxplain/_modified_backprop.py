@@ -158,7 +158,7 @@ def _eval(jaxpr, consts, args, relu: Callable, memo: dict) -> list:
             f"jaxplain: a ReLU inside the higher-order primitive {name!r} keeps its ordinary "
             f"gradient (the modified backward rule reaches ReLUs in jit, checkpoint, cond and "
             f"scan only).",
-            stacklevel=3,
+            stacklevel=4,  # step <- evaluate <- _eval <- its caller, as before the shared evaluator
         )
         return _bind(eqn, invals)
 

@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxplain as jx
 from jaxplain import _modified_backprop
@@ -47,3 +48,19 @@ def test_jit_vmap_equals_loop():
     for ex in (jx.guided_backprop(f), jx.deconvnet(f)):
         out = jax.jit(jax.vmap(ex))(xs, ts)
         np.testing.assert_allclose(out, jnp.stack([ex(xs[i], ts[i]) for i in range(4)]), rtol=1e-5, atol=1e-6)
+
+
+def test_a_relu_out_of_reach_warns_and_keeps_its_gradient():
+    # A ReLU inside a while loop (a higher-order primitive the rule does not enter; here the loop
+    # computes a weight, so f stays differentiable in x) is evaluated as written, with a warning.
+    def f(x):
+        w = jax.lax.while_loop(lambda c: c[1] < 2, lambda c: (jax.nn.relu(c[0]) - 0.5, c[1] + 1),
+                               (jnp.array([1.0, -1.0, 2.0]), 0))[0]
+        return jnp.sum(jax.nn.relu(x) * w)
+
+    x = jnp.array([1.0, -1.0, 2.0])
+    with pytest.warns(UserWarning, match="higher-order primitive 'while'"):
+        out = jx.guided_backprop(f)(x)
+    # Guided backprop at the outer ReLU: w = (0, -0.5, 1) is the incoming gradient; negative
+    # gradients are zeroed and x < 0 is masked, the loop's ReLUs are untouched.
+    np.testing.assert_allclose(out, [0.0, 0.0, 1.0])
