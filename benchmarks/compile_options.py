@@ -26,8 +26,9 @@ import statistics
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _p in (HERE, HERE.parent):  # benchmarks/ (this folder's helpers), the repo (tests/twins.py)
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
@@ -37,7 +38,7 @@ import jaxplain as jx  # noqa: E402
 from jaxplain import flax as jf  # noqa: E402
 from jaxplain import zoo  # noqa: E402
 
-import twins  # noqa: E402
+from tests import twins  # noqa: E402
 from gradients import _compile, _interleaved  # noqa: E402
 
 FAMILY = "compile_options"

@@ -23,15 +23,16 @@ import pathlib
 import sys
 
 HERE = pathlib.Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _p in (HERE, HERE.parent):  # benchmarks/ (this folder's helpers), the repo (tests/twins.py)
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxplain as jx  # noqa: E402
-import twins  # noqa: E402
+from tests import twins  # noqa: E402
 from gradients import _time_jax  # noqa: E402
 
 FAMILY = "layers"

@@ -1,6 +1,6 @@
 """Why LRP is a jaxpr interpreter and not Flax module interception: one run, both designs.
 
-Both designs apply the same rules (``jaxplain._lrp.propagate.layer_backward``) through a
+Both designs apply the same rules (``jaxplain._lrp.arithmetic.layer_backward``) through a
 ``jax.custom_vjp``; they differ in how they find the operations:
 
 * **interception**: ``flax.linen.intercept_methods`` wraps every ``nn.Conv`` / ``nn.Dense`` call
@@ -26,7 +26,8 @@ import numpy as np
 
 import jaxplain as jx
 from jaxplain import zoo
-from jaxplain._lrp import propagate as P
+from jaxplain._interpret import with_backward
+from jaxplain._lrp.arithmetic import layer_backward
 
 
 def intercepted_lrp(f, rule):
@@ -55,10 +56,10 @@ def intercepted_lrp(f, rule):
 
         def backward(a, z, r):
             x, w, *bias = a
-            rin = P.layer_backward(rule, lin, x, w, bias[0] if bias else None, z, r, nonneg=False)
+            rin = layer_backward(rule, lin, x, w, bias[0] if bias else None, z, r, nonneg=False)
             return [rin, None] + [None] * len(bias)
 
-        return P.with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
+        return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
 
     def explain(x, *args):
         def g(x):

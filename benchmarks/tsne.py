@@ -34,8 +34,9 @@ import sys
 import time
 
 HERE = pathlib.Path(__file__).resolve().parent
-if str(HERE) not in sys.path:
-    sys.path.insert(0, str(HERE))
+for _p in (HERE, HERE.parent):  # benchmarks/ (this folder's helpers), the repo (tests/mixtures.py)
+    if str(_p) not in sys.path:
+        sys.path.insert(0, str(_p))
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
@@ -43,18 +44,9 @@ import numpy as np  # noqa: E402
 from jaxplain._tsne import affinities as _aff  # noqa: E402
 from jaxplain._tsne import gradients as _grad  # noqa: E402
 from jaxplain._tsne import tsne  # noqa: E402
+from tests.mixtures import mixture  # noqa: E402
 
 FAMILY = "tsne"
-
-
-def mixture(n: int = 10_000, dim: int = 50, classes: int = 10, seed: int = 0):
-    """``(x, labels)``: ``n`` float32 points of a ``classes``-cluster Gaussian mixture in ``dim``
-    dimensions (centres N(0, 2^2 I), unit noise), labels drawn uniformly."""
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(classes, dim)) * 2.0
-    labels = rng.integers(0, classes, n)
-    x = (centers[labels] + rng.normal(size=(n, dim))).astype(np.float32)
-    return x, labels
 
 
 def parse_args(argv=None) -> argparse.Namespace:

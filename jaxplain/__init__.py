@@ -24,7 +24,7 @@ from jaxplain._gradients import gradient as gradient
 from jaxplain._gradients import gradient_shap as gradient_shap
 from jaxplain._gradients import gradient_x_input as gradient_x_input
 from jaxplain._gradients import integrated_gradients as integrated_gradients
-from jaxplain._gradients import quadrature as quadrature
+from jaxplain._paths import quadrature as quadrature
 from jaxplain._gradients import saliency as saliency
 from jaxplain._gradients import smoothgrad as smoothgrad
 from jaxplain._layers import internal_influence as internal_influence

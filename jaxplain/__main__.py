@@ -31,13 +31,13 @@ class Entry(NamedTuple):
     show: Callable | None = None
 
 
-def _channel_sum(a, size):  # (1, h, w, C) layer attribution -> channel sum, resized to `size`
-    return np.asarray(jax.image.resize(a.reshape(a.shape[-3:]).sum(-1), size, "bilinear"))
+def _channel_sum(a, size):  # (h, w, C) layer attribution -> channel sum, resized to `size`
+    return np.asarray(jax.image.resize(a.sum(-1), size, "bilinear"))
 
 
 _LAYER = "stage1/conv1"  # the VGG's last convolution (its output before the ReLU)
 _FEATURES = "stage1"  # the last stage's output: the ReLU feature maps that feed GAP + head
-_NEURON = (0, 8, 8, 0)  # one unit of _LAYER: channel 0 at the centre
+_NEURON = (8, 8, 0)  # one unit of _LAYER: channel 0 at the centre (per example, no batch axis)
 
 #: The demo's galleries, one PNG each: {family: [Entry, ...]}. Each family adds its methods here.
 GALLERY = {
@@ -151,7 +151,7 @@ def _tsne_gallery(model, variables, args, key) -> str:
     maps = jax.jit(jax.vmap(jx.layer_activation(f, layer=_FEATURES)))(
         jnp.asarray(held_out.images), jnp.zeros(n, jnp.int32)
     )
-    features = jnp.mean(maps, axis=(1, 2, 3))  # (n, channels): what the dense head sees
+    features = jnp.mean(maps, axis=(1, 2))  # (n, channels): what the dense head sees
     t0 = time.perf_counter()
     quick = dict(n_iter=100, early_exaggeration_iter=50) if args.quick else {}
     y = jx.tsne(features, key=key, perplexity=30.0, **quick)

@@ -24,10 +24,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplain import _contract as C
-from jaxplain import _taps
-from jaxplain._layers import _layer_grad
-from jaxplain._modified_backprop import relu_rule_gradient
+from jaxplain import _checks, _taps
+from jaxplain._contract import Explainer, make_explainer
 
 __all__ = ["cam", "grad_cam", "grad_cam_plus_plus", "guided_grad_cam"]
 
@@ -36,15 +34,6 @@ INTERPOLATIONS = ("nearest", "bilinear")
 # cam's structure check: relative deviations above this mean the layer is not followed by GAP +
 # dense alone. Exact GAP + dense heads give deviations at float rounding level (~1e-7 in float32).
 _CAM_TOLERANCE = 1e-3
-
-
-def _check_bool(name: str, flag: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"jaxplain.{name}: {flag} must be a bool (True or False), got "
-            f"{type(value).__name__} {value!r}."
-        )
-    return bool(value)
 
 
 def _spatial(name: str, a: Any) -> jax.Array:
@@ -107,7 +96,7 @@ def _finish(name, m, x, upsample, relu, interpolation="bilinear"):
 
 def _weighted_map(name, sp, x, args, kwargs, weights_of):
     """``(sum_k w_k A_k, A, dF/dA)`` with ``w = weights_of(A, dF/dA)``, all spatial (h, w, K)."""
-    a, g = _layer_grad(sp, x, args, kwargs)
+    a, g = _taps.layer_gradient(sp, x, args, kwargs)
     a, g = _spatial(name, a), _spatial(name, g)
     w = weights_of(a, g)
     return jnp.einsum("hwk,k->hw", a, w.astype(a.dtype)), a, g
@@ -131,8 +120,8 @@ def _grad_cam_pp_weights(a, g):
 
 
 def _options(name, f, layer, features, head, upsample, relu):
-    upsample = _check_bool(name, "upsample", upsample)
-    relu = _check_bool(name, "relu", relu)
+    upsample = _checks.check_bool(name, "upsample", upsample)
+    relu = _checks.check_bool(name, "relu", relu)
     sp = _taps.split(name, f, layer, features, head)
     options = dict(layer=layer) if f is not None else dict(features=features, head=head)
     options.update(upsample=upsample, relu=relu)
@@ -146,7 +135,7 @@ def _weighted_explainer(name, f, layer, features, head, upsample, relu, weights_
         m, _, _ = _weighted_map(name, sp, x, args, kwargs, weights_of)
         return _finish(name, m, x, upsample, relu)
 
-    return C.make_explainer(name, f if f is not None else features, core, options)
+    return make_explainer(name, f if f is not None else features, core, options)
 
 
 def grad_cam(
@@ -157,7 +146,7 @@ def grad_cam(
     head: Callable | None = None,
     upsample: bool = True,
     relu: bool = True,
-) -> C.Explainer:
+) -> Explainer:
     """Grad-CAM: the layer's channels weighted by the spatial mean of ``dF/dA``.
 
     ``map = relu(sum_k alpha_k A_k)`` with ``alpha_k = mean_ij dF/dA_kij`` (Selvaraju et al. eqs.
@@ -213,7 +202,7 @@ def grad_cam_plus_plus(
     head: Callable | None = None,
     upsample: bool = True,
     relu: bool = True,
-) -> C.Explainer:
+) -> Explainer:
     """Grad-CAM++: channels weighted by their positive gradients, with per-position coefficients.
 
     ``w_k = sum_ij alpha_kij relu(g_kij)`` with ``g = dF/dA`` and
@@ -261,7 +250,7 @@ def cam(
     head: Callable | None = None,
     upsample: bool = True,
     relu: bool = True,
-) -> C.Explainer:
+) -> Explainer:
     """CAM: ``map = sum_k w_k A_k`` with ``w_k`` the dense weight of channel ``k`` for the class,
     for a model whose ``layer`` is followed by global average pooling (GAP) and one dense layer.
 
@@ -323,21 +312,15 @@ def cam(
         )
         return _finish(name, m, x, upsample, relu), _structure_stats(sp, x, args, kwargs, a, g)
 
-    jitted = jax.jit(core)
     where = f"layer {layer!r}" if f is not None else "the output of features"
 
-    def explain(x, *args, key=None, **kwargs):
-        x = C.check_input(name, x)
-        if key is not None:
-            kwargs["key"] = key  # passed through to f
-        m, stats = jitted(x, *args, **kwargs)
+    def finish(out):
+        m, stats = out
         if not isinstance(stats, jax.core.Tracer):
             _raise_unless_gap_dense(name, where, np.asarray(stats))
         return m
 
-    return C.Explainer(
-        explain, method=name, f=f if f is not None else features, options=options, needs_key=False
-    )
+    return make_explainer(name, f if f is not None else features, core, options, finish=finish)
 
 
 def _structure_stats(sp, x, args, kwargs, a, g):
@@ -383,7 +366,7 @@ def guided_grad_cam(
     features: Callable | None = None,
     head: Callable | None = None,
     interpolation: str = "nearest",
-) -> C.Explainer:
+) -> Explainer:
     """Guided Grad-CAM: guided backpropagation times the Grad-CAM map resized to the input.
 
     ``attribution = guided_backprop(x) * resize(relu(grad_cam(x)))``, the map broadcast over the
@@ -419,7 +402,9 @@ def guided_grad_cam(
       ICLR workshop.
     """
     name = "guided_grad_cam"
-    interpolation = C.check_choice(name, "interpolation", interpolation, INTERPOLATIONS)
+    from jaxplain import guided_backprop  # another family, by its public name
+
+    interpolation = _checks.check_choice(name, "interpolation", interpolation, INTERPOLATIONS)
     sp = _taps.split(name, f, layer, features, head)
     if f is not None:
         full, options = f, dict(layer=layer)
@@ -427,7 +412,7 @@ def guided_grad_cam(
         full = lambda x, *a, **k: head(features(x), *a, **k)
         options = dict(features=features, head=head)
     options["interpolation"] = interpolation
-    guided = relu_rule_gradient(full, "guided", name)
+    guided = guided_backprop(full)
 
     def core(x, *args, **kwargs):
         size = _image_size(name, x)
@@ -436,4 +421,4 @@ def guided_grad_cam(
         gb = guided(x, *args, **kwargs)
         return gb * m.reshape(m.shape + (1,) * (gb.ndim - 2)).astype(gb.dtype)
 
-    return C.make_explainer(name, f if f is not None else features, core, options)
+    return make_explainer(name, f if f is not None else features, core, options)

@@ -1,8 +1,8 @@
-"""DeepLIFT (rescale rule) and DeepLIFT-SHAP, on the LRP propagation's jaxpr interpreter.
+"""DeepLIFT (rescale rule) and DeepLIFT-SHAP, on the shared program interpreter.
 
 ``f`` is traced once and its program evaluated twice: at the baseline, recording the input of
 every activation region (the elementwise functions of one value, e.g. a ReLU or an inline GELU; see
-:mod:`jaxplain._lrp.propagate`), then at ``x`` with every activation region's backward pass
+:mod:`jaxplain._interpret.analysis`), then at ``x`` with every activation region's backward pass
 replaced by the rescale rule, ``g_in = g_out * (a(x) - a(x')) / (x - x')`` (the ordinary derivative
 where ``|x - x'| < 1e-10``). Dense and convolution layers, sums, pooling and every other operation
 keep their ordinary backward pass (Captum's convention: DeepLIFT's linear rule is the gradient),
@@ -18,10 +18,9 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxplain import _contract as C
-from jaxplain._gradients import _check_baseline_value
-from jaxplain import _jaxpr as J
-from jaxplain._lrp import propagate as P
+from jaxplain import _checks, _paths
+from jaxplain._contract import Explainer, make_explainer
+from jaxplain._interpret import Plain, first, interpret, with_backward
 
 __all__ = ["deeplift", "deeplift_shap"]
 
@@ -29,44 +28,40 @@ __all__ = ["deeplift", "deeplift_shap"]
 EPS = 1e-10
 
 
-class _Record:
-    """Evaluates the program unchanged, recording each activation region's input."""
+def _is_max_pool(site, active) -> bool:
+    """A maximum over windows of one x-dependent value (max pooling), which gets its own rule."""
+    return site.kind == "max_pool" and sum(active) == 1
+
+
+class _Record(Plain):
+    """Evaluates the program unchanged, recording each activation region's and max pooling's
+    input by its site."""
 
     def __init__(self):
-        self.inputs: list = []
+        self.inputs: dict = {}
 
-    def region(self, ctx, eqn, path, kind, g, root_val, consts):
-        if kind == "activation":
-            self.inputs.append(root_val)
-        return g(root_val, *consts)
+    def region(self, site, g, root, consts):
+        if site.kind == "activation":
+            self.inputs["region", site.index] = root
+        return g(root, *consts)
 
-    def layer(self, ctx, eqn, path, kind, lin, x, w, b, *, nonneg, concat=None):
-        z = lin(x, w)
-        return z if b is None else z + b
-
-    def op(self, ctx, eqn, path, kind, invals, active, what="", fn=None):
-        if _is_max_pool(kind, active):
-            self.inputs.append(invals[active.index(True)])
-        return fn(*invals) if fn is not None else J.bind(eqn, invals)
+    def op(self, site, fn, invals, active):
+        if _is_max_pool(site, active):
+            self.inputs["op", site.index] = invals[active.index(True)]
+        return fn(*invals)
 
 
-def _is_max_pool(kind, active) -> bool:
-    """A maximum over windows of one x-dependent value (max pooling), which gets its own rule."""
-    return kind == "max_pool" and sum(active) == 1
+class _Rescale(Plain):
+    """Evaluates the program with the rescale rule on each activation region and max pooling;
+    ``refs`` are their inputs at the baseline (:class:`_Record`)."""
 
+    def __init__(self, refs: dict):
+        self.refs = refs
 
-class _Rescale(_Record):
-    """Evaluates the program with the rescale rule on each activation region."""
-
-    def __init__(self, refs: list):
-        super().__init__()
-        self.refs = list(refs)
-
-    def region(self, ctx, eqn, path, kind, g, root_val, consts):
-        if kind != "activation":
-            return g(root_val, *consts)
-        ref = self.refs[len(self.inputs)]
-        self.inputs.append(root_val)
+    def region(self, site, g, root, consts):
+        if site.kind != "activation":
+            return g(root, *consts)
+        ref = self.refs["region", site.index]
 
         def backward(args, out, r):
             x, x_ref, *cs = args
@@ -78,29 +73,27 @@ class _Rescale(_Record):
             rescaled = r * (out - out_ref) / jnp.where(small, jnp.ones_like(dx), dx)
             return [jnp.where(small, grad, rescaled), None] + [None] * len(cs)
 
-        return P.with_backward(lambda x, x_ref, *cs: g(x, *cs), backward, [root_val, ref, *consts])
+        return with_backward(lambda x, x_ref, *cs: g(x, *cs), backward, [root, ref, *consts])
 
-    def op(self, ctx, eqn, path, kind, invals, active, what="", fn=None):
-        fn = fn or (lambda *a: J.bind(eqn, list(a)))
-        if not _is_max_pool(kind, active):
+    def op(self, site, fn, invals, active):
+        if not _is_max_pool(site, active):
             return fn(*invals)
         # Captum's max-pooling rule: the difference of the window maxima, y - y', goes back to the
         # winners at x and at the baseline (m - y' to x's, y - m to the baseline's, m = max(y, y')),
         # then is divided by x - x' (the gradient where |x - x'| < 1e-10). Sums to y - y'.
         k = active.index(True)
-        ref = self.refs[len(self.inputs)]
-        self.inputs.append(invals[k])
+        ref = self.refs["op", site.index]
 
         def pool(v, *others):
             args = list(others)
             args.insert(k, v)
-            return P._first(fn(*args))
+            return first(fn(*args))
 
         others = [v for i, v in enumerate(invals) if i != k]
 
         def backward(args, out, r):
             x, x_ref, *cs = args
-            r = P._first(r)
+            r = first(r)
             y, vjp_x = jax.vjp(lambda v: pool(v, *cs), x)
             y_ref, vjp_ref = jax.vjp(lambda v: pool(v, *cs), x_ref)
             m = jnp.maximum(y, y_ref)
@@ -112,28 +105,26 @@ class _Rescale(_Record):
             rescaled = (moved + moved_ref) / jnp.where(small, jnp.ones_like(dx), dx)
             return [jnp.where(small, grad, rescaled), None] + [None] * len(cs)
 
-        return [P.with_backward(lambda x, x_ref, *cs: pool(x, *cs), backward, [invals[k], ref, *others])]
+        return [with_backward(lambda x, x_ref, *cs: pool(x, *cs), backward, [invals[k], ref, *others])]
 
 
 def multipliers(method: str, f: Callable) -> Callable:
     """``m(x, baseline, *args)``: DeepLIFT's multipliers ``d f / d x`` under the rescale rule."""
-    f_checked = C.scalar_output(method, f)
+    f_checked = _checks.scalar_output(method, f)
 
     def m(x, baseline, *args, **kwargs):
-        program = P.trace(f_checked, x, args, kwargs)
-        ctx = P.Context(method, None, plan=True)
+        program = interpret(f_checked, x, args, kwargs)
         record = _Record()
-        program.run(record, ctx)(jax.tree_util.tree_leaves(baseline))
-        rescale = _Rescale(record.inputs)
+        program.run(record)(jax.tree_util.tree_leaves(baseline))
         leaves, tree = jax.tree_util.tree_flatten(x)
-        y, vjp = jax.vjp(program.run(rescale, P.Context(method, None, plan=True)), leaves)
+        y, vjp = jax.vjp(program.run(_Rescale(record.inputs)), leaves)
         (grads,) = vjp(jnp.ones_like(y))
         return jax.tree_util.tree_unflatten(tree, grads)
 
     return m
 
 
-def deeplift(f: Callable, *, baseline: Any = 0.0) -> C.Explainer:
+def deeplift(f: Callable, *, baseline: Any = 0.0) -> Explainer:
     """DeepLIFT with the rescale rule: ``(x - baseline) * multipliers``, where each activation's
     derivative is replaced by the finite difference ``(a(x) - a(baseline)) / (x - baseline)``.
 
@@ -164,19 +155,19 @@ def deeplift(f: Callable, *, baseline: Any = 0.0) -> C.Explainer:
       Activation Differences", ICML; Ancona, Ceolini, Öztireli & Gross (2018), "Towards better
       understanding of gradient-based attribution methods for Deep Neural Networks", ICLR.
     """
-    C.check_callable("deeplift", "f", f)
-    _check_baseline_value("deeplift", baseline)
+    _checks.check_callable("deeplift", "f", f)
+    _checks.check_baseline("deeplift", baseline)
     m = multipliers("deeplift", f)
 
     def core(x, *args, **kwargs):
-        b, diff, _ = C.straight_path("deeplift", baseline, x)
-        mult = m(x, b, *args, **kwargs)
-        return jax.tree_util.tree_map(lambda d, g: (d * g).astype(d.dtype), diff, mult)
+        path = _paths.straight_path("deeplift", baseline, x)
+        mult = m(x, path.start, *args, **kwargs)
+        return jax.tree_util.tree_map(lambda d, g: (d * g).astype(d.dtype), path.delta, mult)
 
-    return C.make_explainer("deeplift", f, core, {"baseline": baseline})
+    return make_explainer("deeplift", f, core, {"baseline": baseline})
 
 
-def deeplift_shap(f: Callable, *, baselines: Any, batch_size: int | None = None) -> C.Explainer:
+def deeplift_shap(f: Callable, *, baselines: Any, batch_size: int | None = None) -> Explainer:
     """DeepLIFT-SHAP: DeepLIFT averaged over a set of baselines (a background distribution),
     ``mean_i (x - b_i) * multipliers(x, b_i)``.
 
@@ -202,45 +193,24 @@ def deeplift_shap(f: Callable, *, baselines: Any, batch_size: int | None = None)
       Lundberg & Lee (2017), "A Unified Approach to Interpreting Model Predictions", NeurIPS;
       Shrikumar, Greenside & Kundaje (2017), ICML.
     """
-    C.check_callable("deeplift_shap", "f", f)
-    batch_size = C.check_batch_size("deeplift_shap", batch_size)
-    leaves = jax.tree_util.tree_leaves(baselines)
-    if not leaves or any(jnp.ndim(leaf) < 1 for leaf in leaves):
-        raise ValueError(
-            "jaxplain.deeplift_shap: baselines must be an array (or pytree of arrays) with a leading "
-            f"axis of reference inputs, shape (n, *x.shape), got {baselines!r}."
-        )
-    n = jnp.shape(leaves[0])[0]
-    if n < 1 or any(jnp.shape(leaf)[0] != n for leaf in leaves):
-        raise ValueError(
-            f"jaxplain.deeplift_shap: baselines must hold n >= 1 reference inputs on their leading "
-            f"axis (the same n in every leaf), got leading sizes {[jnp.shape(l)[0] for l in leaves]}."
-        )
-    for leaf in leaves:
-        if not jnp.issubdtype(jnp.result_type(leaf), jnp.floating):
-            raise TypeError(f"jaxplain.deeplift_shap: baselines must be floating, got {jnp.result_type(leaf)}.")
-        if not C.all_finite(leaf):
-            raise ValueError("jaxplain.deeplift_shap: baselines contain NaN or Inf.")
+    _checks.check_callable("deeplift_shap", "f", f)
+    batch_size = _checks.check_batch_size("deeplift_shap", batch_size)
+    refs = _checks.check_reference_set("deeplift_shap", baselines)
+    n = jax.tree_util.tree_leaves(refs)[0].shape[0]
     m = multipliers("deeplift_shap", f)
 
     def core(x, *args, **kwargs):
-        x_leaves, x_def = jax.tree_util.tree_flatten(x)
-        b_leaves, b_def = jax.tree_util.tree_flatten(baselines)
-        if b_def != x_def or any(jnp.shape(b)[1:] != jnp.shape(a) for a, b in zip(x_leaves, b_leaves)):
-            raise ValueError(
-                f"jaxplain.deeplift_shap: baselines must have shape (n, *x.shape) = "
-                f"(n, {', '.join(map(str, jnp.shape(x_leaves[0])))}), got "
-                f"{[jnp.shape(b) for b in b_leaves]}."
-            )
-        bs = jax.tree_util.tree_map(lambda b, a: jnp.asarray(b, a.dtype), baselines, x)
+        bs = jax.tree_util.tree_unflatten(
+            jax.tree_util.tree_structure(x), _checks.check_reference_shapes("deeplift_shap", refs, x)
+        )
 
         def one(b):
             mult = m(x, b, *args, **kwargs)
             return jax.tree_util.tree_map(lambda a, bb, g: (a - bb) * g, x, b, mult)
 
-        total = C.chunked_sum(one, bs, batch_size=batch_size)
+        total = _paths.chunked_sum(one, bs, batch_size=batch_size)
         return jax.tree_util.tree_map(lambda t, a: (t / n).astype(a.dtype), total, x)
 
-    return C.make_explainer(
+    return make_explainer(
         "deeplift_shap", f, core, {"baselines": baselines, "batch_size": batch_size}
     )

@@ -9,8 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplain import _affine
-from jaxplain import _contract as C
+from jaxplain import _checks
+from jaxplain import _paths
+from jaxplain._contract import Explainer, make_explainer
+from jaxplain._interpret import affine
 
 __all__ = [
     "gradient",
@@ -20,15 +22,9 @@ __all__ = [
     "smoothgrad",
     "expected_gradients",
     "gradient_shap",
-    "quadrature",
-    "IG_METHODS",
 ]
 
 _tmap = jax.tree_util.tree_map
-# From this many path points (or noise samples) on, integrated gradients (and SmoothGrad of the
-# gradient) send the summed gradients back through f's affine input layer once
-# (jaxplain/_affine.py); below, once per point costs no more.
-_SPLIT_MIN_STEPS = 3
 
 
 def _normal(key, shape, dtype):
@@ -41,20 +37,9 @@ def _normal(key, shape, dtype):
         return jax.random.normal(key, shape, dtype)
 
 
-IG_METHODS = (
-    "gausslegendre",
-    "riemann_left",
-    "riemann_right",
-    "riemann_middle",
-    "riemann_trapezoid",
-)
 
 
-def _tree_total(tree) -> jax.Array:
-    return sum(jnp.sum(leaf) for leaf in jax.tree_util.tree_leaves(tree))
-
-
-def gradient(f: Callable) -> C.Explainer:
+def gradient(f: Callable) -> Explainer:
     """The gradient ``df/dx`` of a scalar function of one example.
 
     The plain sensitivity map: ``jax.grad(f)`` under the jaxplain contract (input checks, a clear
@@ -77,12 +62,12 @@ def gradient(f: Callable) -> C.Explainer:
       Simonyan, Vedaldi & Zisserman (2013), "Deep Inside Convolutional Networks: Visualising Image
       Classification Models and Saliency Maps", arXiv:1312.6034.
     """
-    C.check_callable("gradient", "f", f)
-    sf = C.scalar_output("gradient", f)
-    return C.make_explainer("gradient", f, jax.grad(sf), {})
+    _checks.check_callable("gradient", "f", f)
+    sf = _checks.scalar_output("gradient", f)
+    return make_explainer("gradient", f, jax.grad(sf), {})
 
 
-def saliency(f: Callable) -> C.Explainer:
+def saliency(f: Callable) -> Explainer:
     """The saliency map ``|df/dx|`` of Simonyan et al. (Captum's ``Saliency()``, ``abs=True``).
 
     Args:
@@ -100,16 +85,16 @@ def saliency(f: Callable) -> C.Explainer:
       Simonyan, Vedaldi & Zisserman (2013), "Deep Inside Convolutional Networks: Visualising Image
       Classification Models and Saliency Maps", arXiv:1312.6034.
     """
-    C.check_callable("saliency", "f", f)
-    g = jax.grad(C.scalar_output("saliency", f))
+    _checks.check_callable("saliency", "f", f)
+    g = jax.grad(_checks.scalar_output("saliency", f))
 
     def core(x, *args, **kwargs):
         return _tmap(jnp.abs, g(x, *args, **kwargs))
 
-    return C.make_explainer("saliency", f, core, {})
+    return make_explainer("saliency", f, core, {})
 
 
-def gradient_x_input(f: Callable) -> C.Explainer:
+def gradient_x_input(f: Callable) -> Explainer:
     """Gradient times input, ``df/dx_d * x_d`` (Captum's ``InputXGradient``).
 
     For a linear ``f`` with zero bias the attributions sum to ``f(x)``. (One seed lecture prints the
@@ -132,52 +117,13 @@ def gradient_x_input(f: Callable) -> C.Explainer:
       Ancona, Ceolini, Oztireli & Gross (2018), "Towards better understanding of gradient-based
       attribution methods for Deep Neural Networks", ICLR.
     """
-    C.check_callable("gradient_x_input", "f", f)
-    g = jax.grad(C.scalar_output("gradient_x_input", f))
+    _checks.check_callable("gradient_x_input", "f", f)
+    g = jax.grad(_checks.scalar_output("gradient_x_input", f))
 
     def core(x, *args, **kwargs):
         return _tmap(jnp.multiply, g(x, *args, **kwargs), x)
 
-    return C.make_explainer("gradient_x_input", f, core, {})
-
-
-def quadrature(method: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Points ``alpha`` in [0, 1] and weights of a rule for integrals over [0, 1], in float64.
-
-    * ``"riemann_left"``: ``alpha = k / n``, ``k = 0..n-1``, weights ``1/n``.
-    * ``"riemann_right"``: ``alpha = (k + 1) / n``, weights ``1/n``.
-    * ``"riemann_middle"``: ``alpha = (k + 1/2) / n``, weights ``1/n``.
-    * ``"riemann_trapezoid"``: ``alpha = k / (n - 1)``, ``k = 0..n-1``, weights ``1/(n-1)`` with
-      both ends halved, so they sum to 1 (needs ``n >= 2``). Captum's rule of the same name uses
-      weights ``1/n`` with halved ends, which sum to ``(n-1)/n``: Captum's trapezoid attributions
-      are ours times ``(n-1)/n``.
-    * ``"gausslegendre"``: Gauss-Legendre nodes and weights mapped from [-1, 1] to [0, 1]; exact for
-      polynomials of degree ``2n - 1``.
-
-    Example:
-      >>> import jaxplain as jx
-      >>> alphas, weights = jx.quadrature("riemann_trapezoid", 3)
-      >>> alphas.tolist(), weights.tolist()
-      ([0.0, 0.5, 1.0], [0.25, 0.5, 0.25])
-
-    References:
-      Sundararajan, Taly & Yan (2017), "Axiomatic Attribution for Deep Networks", ICML.
-    """
-    method = C.check_choice("quadrature", "method", method, IG_METHODS)
-    n = C.check_int("quadrature", "steps", steps, minimum=2 if method == "riemann_trapezoid" else 1)
-    k = np.arange(n, dtype=np.float64)
-    if method == "riemann_left":
-        return k / n, np.full(n, 1.0 / n)
-    if method == "riemann_right":
-        return (k + 1) / n, np.full(n, 1.0 / n)
-    if method == "riemann_middle":
-        return (k + 0.5) / n, np.full(n, 1.0 / n)
-    if method == "riemann_trapezoid":
-        w = np.full(n, 1.0 / (n - 1))
-        w[0] = w[-1] = 0.5 / (n - 1)
-        return k / (n - 1), w
-    nodes, weights = np.polynomial.legendre.leggauss(n)
-    return (nodes + 1.0) / 2.0, weights / 2.0
+    return make_explainer("gradient_x_input", f, core, {})
 
 
 def integrated_gradients(
@@ -188,7 +134,7 @@ def integrated_gradients(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     return_delta: bool = False,
-) -> C.Explainer:
+) -> Explainer:
     """Integrated gradients: ``(x - b) * integral_0^1 df/dx(b + alpha (x - b)) d alpha``.
 
     The integral is a quadrature over ``steps`` points of the straight path from the baseline ``b``
@@ -226,67 +172,24 @@ def integrated_gradients(
       Sundararajan, Taly & Yan (2017), "Axiomatic Attribution for Deep Networks", ICML.
     """
     name = "integrated_gradients"
-    C.check_callable(name, "f", f)
-    method = C.check_choice(name, "method", method, IG_METHODS)
-    steps = C.check_int(name, "steps", steps, minimum=2 if method == "riemann_trapezoid" else 1)
-    batch_size = C.check_batch_size(name, batch_size)
-    if not isinstance(return_delta, bool):
-        raise TypeError(f"jaxplain.{name}: return_delta must be a bool, got {return_delta!r}.")
-    if not callable(baseline):
-        _check_baseline_value(name, baseline)
-    alphas64, weights64 = quadrature(method, steps)
-    sf = C.scalar_output(name, f)
-    grad_f = jax.grad(sf)
+    _checks.check_callable(name, "f", f)
+    opts = _paths.path_options(name, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
+    return_delta = _checks.check_bool(name, "return_delta", return_delta)
+    sf = _checks.scalar_output(name, f)
 
     def core(x, *args, **kwargs):
-        b, diff, dtype = C.straight_path(name, baseline, x)
-        alphas = jnp.asarray(alphas64, dtype)
-        weights = jnp.asarray(weights64, dtype)
-
-        split = _affine.split(sf, x, args, kwargs) if steps >= _SPLIT_MIN_STEPS else None
-        if split is None:
-
-            def weighted_grad(aw):
-                a, w = aw
-                point = C.path_point(b, diff, a)
-                return _tmap(lambda g: w.astype(g.dtype) * g, grad_f(point, *args, **kwargs))
-
-            avg_grad = C.chunked_sum(weighted_grad, (alphas, weights), batch_size=batch_size)
-        else:
-            # f = rest(prefix(x)) with prefix affine: prefix on the path is z_b + a dz, and the
-            # gradients are summed at the boundary and sent back through prefix once.
-            z_b, lin = jax.linearize(split.prefix, b)  # prefix evaluated once, at b
-            dz, pull = lin(diff), jax.linear_transpose(lin, b)
-            grad_rest = jax.grad(split.rest)
-
-            def weighted_grad(aw):
-                a, w = aw
-                z = [zb + a.astype(zb.dtype) * d for zb, d in zip(z_b, dz)]
-                return [w.astype(g.dtype) * g for g in grad_rest(z)]
-
-            total = C.chunked_sum(weighted_grad, (alphas, weights), batch_size=batch_size)
-            (avg_grad,) = pull(total)
-        attr = C.cast_like(_tmap(jnp.multiply, diff, avg_grad), x)
+        path = _paths.straight_path(name, baseline, x)
+        avg_grad = _paths.gradient_integral(sf, path, opts, args, kwargs)
+        attr = _paths.cast_like(_tmap(jnp.multiply, path.delta, avg_grad), x)
         if not return_delta:
             return attr
-        delta = _tree_total(attr) - (sf(x, *args, **kwargs) - sf(b, *args, **kwargs))
+        delta = _paths.tree_total(attr) - (sf(x, *args, **kwargs) - sf(path.start, *args, **kwargs))
         return attr, delta
 
-    options = dict(baseline=baseline, steps=steps, method=method, batch_size=batch_size)
+    options = dict(baseline=baseline, steps=opts.steps, method=opts.method, batch_size=opts.batch_size)
     if return_delta:
         options["return_delta"] = True
-    return C.make_explainer(name, f, core, options)
-
-
-def _check_baseline_value(method: str, value: Any) -> None:
-    for leaf in jax.tree_util.tree_leaves(value):
-        arr = np.asarray(leaf) if not isinstance(leaf, jax.Array) else leaf
-        if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
-            raise TypeError(
-                f"jaxplain.{method}: baseline must be numeric, got dtype {arr.dtype}."
-            )
-        if not C.all_finite(leaf):
-            raise ValueError(f"jaxplain.{method}: baseline contains NaN or Inf.")
+    return make_explainer(name, f, core, options)
 
 
 _SMOOTHGRAD_KINDS = ("smoothgrad", "smoothgrad_sq", "vargrad")
@@ -300,7 +203,7 @@ def smoothgrad(
     relative: bool = True,
     kind: str = "smoothgrad",
     batch_size: int | None = None,
-) -> C.Explainer:
+) -> Explainer:
     """SmoothGrad, SmoothGrad-squared and VarGrad around ANY explainer (Captum's ``NoiseTunnel``).
 
     Averages an explanation over ``samples`` noisy copies ``x + eps``, ``eps ~ N(0, std^2)``:
@@ -344,19 +247,18 @@ def smoothgrad(
       Lack Sensitivity to Parameter Values", ICLR workshop (VarGrad).
     """
     name = "smoothgrad"
-    C.check_callable(name, "explainer", explainer)
-    samples = C.check_int(name, "samples", samples, minimum=1)
-    sigma = C.check_float(name, "sigma", sigma, minimum=0.0)
-    if not isinstance(relative, bool):
-        raise TypeError(f"jaxplain.{name}: relative must be a bool, got {relative!r}.")
-    kind = C.check_choice(name, "kind", kind, _SMOOTHGRAD_KINDS)
-    batch_size = C.check_batch_size(name, batch_size)
-    inner_random = C.accepts_key(explainer)
+    _checks.check_callable(name, "explainer", explainer)
+    samples = _checks.check_int(name, "samples", samples, minimum=1)
+    sigma = _checks.check_float(name, "sigma", sigma, minimum=0.0)
+    relative = _checks.check_bool(name, "relative", relative)
+    kind = _checks.check_choice(name, "kind", kind, _SMOOTHGRAD_KINDS)
+    batch_size = _checks.check_batch_size(name, batch_size)
+    inner_random = _checks.accepts_key(explainer)
     # The mean of plain gradients is linear in them: it can be summed at f's affine input layer
-    # and sent back through it once (jaxplain/_affine.py), as integrated gradients does.
+    # and sent back through it once (jaxplain/_interpret/affine.py), as integrated gradients does.
     inner_f = None
-    if kind == "smoothgrad" and isinstance(explainer, C.Explainer) and explainer.method == "gradient":
-        inner_f = C.scalar_output(explainer.method, explainer.f)  # its errors, its name
+    if kind == "smoothgrad" and isinstance(explainer, Explainer) and explainer.method == "gradient":
+        inner_f = _checks.scalar_output(explainer.method, explainer.f)  # its errors, its name
 
     def core(x, *args, key, **kwargs):
         leaves, treedef = jax.tree_util.tree_flatten(x)
@@ -365,8 +267,8 @@ def smoothgrad(
         else:
             stds = [jnp.asarray(sigma, leaf.dtype) for leaf in leaves]
         split = None
-        if inner_f is not None and samples >= _SPLIT_MIN_STEPS:
-            split = _affine.split(inner_f, x, args, kwargs)
+        if inner_f is not None and samples >= _paths.SPLIT_MIN_POINTS:
+            split = affine.split(inner_f, x, args, kwargs)
 
         def one(k):
             k_noise, k_inner = jax.random.split(k)
@@ -379,24 +281,39 @@ def smoothgrad(
             if split is not None:
                 return jax.grad(split.rest)(split.prefix(noisy))
             extra = {"key": k_inner} if inner_random else {}
-            a = explainer(noisy, *args, **extra, **kwargs)
+            a = _check_attribution(name, explainer, explainer(noisy, *args, **extra, **kwargs), x)
             if kind == "smoothgrad":
                 return a
             return a, _tmap(jnp.square, a)
 
-        sums = C.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
+        sums = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
         if split is not None:
             (sums,) = jax.vjp(split.prefix, x)[1](sums)
         if kind == "smoothgrad":
-            return C.cast_like(_tmap(lambda s: s / samples, sums), x)
+            return _paths.cast_like(_tmap(lambda s: s / samples, sums), x)
         s1, s2 = sums
         mean_sq = _tmap(lambda s: s / samples, s2)
         if kind == "smoothgrad_sq":
-            return C.cast_like(mean_sq, x)
-        return C.cast_like(_tmap(lambda q, s: q - (s / samples) ** 2, mean_sq, s1), x)
+            return _paths.cast_like(mean_sq, x)
+        return _paths.cast_like(_tmap(lambda q, s: q - (s / samples) ** 2, mean_sq, s1), x)
 
     options = dict(samples=samples, sigma=sigma, relative=relative, kind=kind, batch_size=batch_size)
-    return C.make_explainer(name, explainer, core, options, needs_key=True)
+    return make_explainer(name, explainer, core, options, needs_key=True)
+
+
+def _check_attribution(name: str, explainer: Callable, a: Any, x: Any) -> Any:
+    """A wrapped explainer returns an attribution (shaped like x, or like a layer or a map), not
+    f's scalar output: a scalar for a non-scalar x means a model function was passed."""
+    scalar = all(jnp.shape(leaf) == () for leaf in jax.tree_util.tree_leaves(a))
+    if scalar and any(jnp.ndim(leaf) > 0 for leaf in jax.tree_util.tree_leaves(x)):
+        what = getattr(explainer, "__name__", type(explainer).__name__)
+        raise TypeError(
+            f"jaxplain.{name}: explainer must return an attribution, but {what}(x, *args) returned "
+            f"a scalar for x of shape {jax.tree_util.tree_map(jnp.shape, x)}: it looks like the "
+            f"model's function f. {name} wraps an explainer: pass e.g. "
+            f"jaxplain.{name}(jaxplain.gradient(f))."
+        )
+    return a
 
 
 def expected_gradients(
@@ -406,7 +323,7 @@ def expected_gradients(
     samples: int = 50,
     sigma: float = 0.0,
     batch_size: int | None = None,
-) -> C.Explainer:
+) -> Explainer:
     """Expected gradients / gradient SHAP: integrated gradients averaged over a reference set.
 
     Each of ``samples`` draws picks a baseline ``b`` uniformly from ``baselines``, a point
@@ -442,30 +359,18 @@ def expected_gradients(
     return _expected_gradients("expected_gradients", f, baselines, samples, sigma, batch_size)
 
 
-def _expected_gradients(name, f, baselines, samples, sigma, batch_size) -> C.Explainer:
-    C.check_callable(name, "f", f)
-    samples = C.check_int(name, "samples", samples, minimum=1)
-    sigma = C.check_float(name, "sigma", sigma, minimum=0.0)
-    batch_size = C.check_batch_size(name, batch_size)
-    refs = _check_reference_set(name, baselines)
+def _expected_gradients(name, f, baselines, samples, sigma, batch_size) -> Explainer:
+    _checks.check_callable(name, "f", f)
+    samples = _checks.check_int(name, "samples", samples, minimum=1)
+    sigma = _checks.check_float(name, "sigma", sigma, minimum=0.0)
+    batch_size = _checks.check_batch_size(name, batch_size)
+    refs = _checks.check_reference_set(name, baselines)
     n_refs = jax.tree_util.tree_leaves(refs)[0].shape[0]
-    grad_f = jax.grad(C.scalar_output(name, f))
+    grad_f = jax.grad(_checks.scalar_output(name, f))
 
     def core(x, *args, key, **kwargs):
         leaves, treedef = jax.tree_util.tree_flatten(x)
-        ref_leaves = jax.tree_util.tree_leaves(refs)
-        if len(ref_leaves) != len(leaves):
-            raise ValueError(
-                f"jaxplain.{name}: baselines has {len(ref_leaves)} leaves but x has {len(leaves)}; "
-                f"pass a pytree like x whose leaves have a leading reference axis."
-            )
-        for r, leaf in zip(ref_leaves, leaves):
-            if r.shape[1:] != leaf.shape:
-                raise ValueError(
-                    f"jaxplain.{name}: baselines of shape {r.shape} do not fit x of shape "
-                    f"{leaf.shape}; expected (M,) + {leaf.shape}, a reference set of M inputs."
-                )
-        ref_leaves = [jnp.asarray(r, leaf.dtype) for r, leaf in zip(ref_leaves, leaves)]
+        ref_leaves = _checks.check_reference_shapes(name, refs, x)
 
         def one(k):
             k_idx, k_alpha, k_noise = jax.random.split(k, 3)
@@ -482,40 +387,11 @@ def _expected_gradients(name, f, baselines, samples, sigma, batch_size) -> C.Exp
             g = grad_f(jax.tree_util.tree_unflatten(treedef, point), *args, **kwargs)
             return _tmap(jnp.multiply, jax.tree_util.tree_unflatten(treedef, diffs), g)
 
-        total = C.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
-        return C.cast_like(_tmap(lambda s: s / samples, total), x)
+        total = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
+        return _paths.cast_like(_tmap(lambda s: s / samples, total), x)
 
     options = dict(baselines=baselines, samples=samples, sigma=sigma, batch_size=batch_size)
-    return C.make_explainer(name, f, core, options, needs_key=True)
-
-
-def _check_reference_set(method: str, baselines: Any) -> Any:
-    leaves, treedef = jax.tree_util.tree_flatten(baselines)
-    if not leaves:
-        raise ValueError(
-            f"jaxplain.{method}: baselines is empty; pass a reference set of shape (M,) + x.shape "
-            f"with M >= 1, e.g. a sample of training inputs."
-        )
-    out = []
-    for leaf in leaves:
-        arr = leaf if isinstance(leaf, jax.Array) else np.asarray(leaf)
-        if not (jnp.issubdtype(arr.dtype, jnp.floating) or jnp.issubdtype(arr.dtype, jnp.integer)):
-            raise TypeError(f"jaxplain.{method}: baselines must be numeric, got dtype {arr.dtype}.")
-        if arr.ndim < 1 or arr.shape[0] == 0:
-            raise ValueError(
-                f"jaxplain.{method}: baselines of shape {arr.shape} hold no reference inputs; pass "
-                f"an array of shape (M,) + x.shape with M >= 1."
-            )
-        if not C.all_finite(arr):
-            raise ValueError(f"jaxplain.{method}: baselines contain NaN or Inf.")
-        out.append(arr)
-    sizes = {a.shape[0] for a in out}
-    if len(sizes) != 1:
-        raise ValueError(
-            f"jaxplain.{method}: every leaf of baselines needs the same number of reference inputs "
-            f"along axis 0, got {sorted(sizes)}."
-        )
-    return jax.tree_util.tree_unflatten(treedef, out)
+    return make_explainer(name, f, core, options, needs_key=True)
 
 
 def gradient_shap(
@@ -525,7 +401,7 @@ def gradient_shap(
     samples: int = 5,
     sigma: float = 0.0,
     batch_size: int | None = None,
-) -> C.Explainer:
+) -> Explainer:
     """Gradient SHAP with Captum's defaults: :func:`expected_gradients` with ``samples=5``.
 
     The same estimator as :func:`expected_gradients` (see there); only the default number of draws

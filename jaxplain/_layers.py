@@ -3,8 +3,9 @@ contributes to one internal unit. Layers are reached by module path (see :mod:`j
 
 Every factory takes either ``f`` and ``layer=`` (a module path), or ``features=`` and ``head=``
 (``features(x) -> A``, ``head(A, *args) -> scalar``). Layer attributions are shaped like the layer's
-output as the model computes it (a model called on ``x[None]`` keeps that leading axis of 1);
-neuron attributions are shaped like ``x``.
+output for one example: a model called by hand on ``x[None]`` keeps that leading axis of 1, an
+``f`` made by :mod:`jaxplain.flax` (which adds the batch axis itself) does not. Neuron
+attributions are shaped like ``x``.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxplain import _contract as C
-from jaxplain import _gradients as G
-from jaxplain import _taps
+from jaxplain import _checks, _paths, _taps
+from jaxplain._contract import Explainer, make_explainer
 
 __all__ = [
     "layer_activation",
@@ -32,38 +32,9 @@ __all__ = [
 _tmap = jax.tree_util.tree_map
 
 
-def _layer_grad(sp: _taps.Split, x, args, kwargs):
-    """The layer's output ``A`` at ``x`` and ``dF/dA`` there, from one forward and one backward."""
-    # Only the activation's shape is needed for the zero perturbation: eval_shape computes nothing,
-    # so the forward pass runs once (inside the vjp) rather than twice.
-    shape = jax.eval_shape(lambda: sp.activation(x, *args, **kwargs))
-
-    def out_of(delta):
-        return sp.forward(x, lambda a: _tmap(jnp.add, a, delta), *args, **kwargs)
-
-    zero = _tmap(lambda s: jnp.zeros(s.shape, s.dtype), shape)
-    (out, a), vjp = jax.vjp(out_of, zero)
-    _check_scalar(out)
-    (g,) = vjp((jnp.ones_like(out), _tmap(jnp.zeros_like, a)))
-    return a, g
-
-
-def _check_scalar(out):
-    if jnp.shape(out) != ():
-        raise TypeError(
-            f"f must return a scalar for one example, but it returned shape {jnp.shape(out)}; pick "
-            f"a target, e.g. f = lambda x, t: model(x)[t]."
-        )
-
-
-def _path_options(name, baseline, steps, method, batch_size, *, extra=0):
-    method = C.check_choice(name, "method", method, G.IG_METHODS)
-    steps = C.check_int(name, "steps", steps, minimum=2 if method == "riemann_trapezoid" else 1)
-    batch_size = C.check_batch_size(name, batch_size)
-    if not callable(baseline):
-        G._check_baseline_value(name, baseline)
-    alphas, weights = G.quadrature(method, steps + extra)
-    return steps, method, batch_size, alphas, weights
+def _path_options(name, baseline, steps, method, batch_size, *, extra_points=0) -> _paths.PathOptions:
+    return _paths.path_options(name, baseline=baseline, steps=steps, method=method,
+                               batch_size=batch_size, extra_points=extra_points)
 
 
 def _neuron_selector(name: str, neuron: Any) -> Callable:
@@ -77,21 +48,29 @@ def _neuron_selector(name: str, neuron: Any) -> Callable:
     ):
         raise TypeError(
             f"jaxplain.{name}: neuron must be an index tuple into the layer's output (e.g. "
-            f"(0, 3, 4, 7) for a (1, H, W, C) activation) or a callable A -> scalar, got {neuron!r}."
+            f"(3, 4, 7) for an (H, W, C) activation) or a callable A -> scalar, got {neuron!r}."
         )
 
     def select(a):
-        if len(idx) != jnp.ndim(a):
+        shape = jnp.shape(a)
+        if len(idx) != len(shape):
             raise ValueError(
                 f"jaxplain.{name}: neuron {idx} has {len(idx)} indices but the layer's output has "
-                f"shape {jnp.shape(a)}; give one index per axis."
+                f"shape {shape}; give one index per axis."
+            )
+        bad = [(i, n) for i, n in zip(idx, shape) if not -n <= i < n]
+        if bad:
+            raise ValueError(
+                f"jaxplain.{name}: neuron {idx} is out of range for the layer's output of shape "
+                f"{shape} (index {bad[0][0]} on an axis of size {bad[0][1]}); each index must lie in "
+                f"[-size, size)."
             )
         return a[idx]
 
     return select
 
 
-def layer_activation(f=None, *, layer=None, features=None, head=None) -> C.Explainer:
+def layer_activation(f=None, *, layer=None, features=None, head=None) -> Explainer:
     """The output of a layer, read without editing the model (Captum's ``LayerActivation``).
 
     Example:
@@ -109,10 +88,10 @@ def layer_activation(f=None, *, layer=None, features=None, head=None) -> C.Expla
     """
     name = "layer_activation"
     sp = _taps.split(name, f, layer, features, head)
-    return C.make_explainer(name, f or features, sp.activation, dict(layer=layer))
+    return make_explainer(name, f or features, sp.activation, dict(layer=layer))
 
 
-def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None) -> C.Explainer:
+def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None) -> Explainer:
     """``A * dF/dA`` at a layer (Captum's ``LayerGradientXActivation``).
 
     Example:
@@ -130,10 +109,10 @@ def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None)
     sp = _taps.split(name, f, layer, features, head)
 
     def core(x, *args, **kwargs):
-        a, g = _layer_grad(sp, x, args, kwargs)
+        a, g = _taps.layer_gradient(sp, x, args, kwargs)
         return _tmap(jnp.multiply, a, g)
 
-    return C.make_explainer(name, f or features, core, dict(layer=layer))
+    return make_explainer(name, f or features, core, dict(layer=layer))
 
 
 def layer_integrated_gradients(
@@ -147,7 +126,7 @@ def layer_integrated_gradients(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     return_delta: bool = False,
-) -> C.Explainer:
+) -> Explainer:
     """Integrated gradients in a layer's activation space (Captum's ``LayerIntegratedGradients``).
 
     With ``a_x`` and ``a_b`` the layer's outputs at ``x`` and at the input baseline ``b``, the
@@ -168,31 +147,23 @@ def layer_integrated_gradients(
     """
     name = "layer_integrated_gradients"
     sp = _taps.split(name, f, layer, features, head)
-    steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
+    opts = _path_options(name, baseline, steps, method, batch_size)
+    return_delta = _checks.check_bool(name, "return_delta", return_delta)
 
     def core(x, *args, **kwargs):
-        b = C.broadcast_like(name, "baseline", baseline, x)
-        a_x = sp.activation(x, *args, **kwargs)
-        a_b = sp.activation(b, *args, **kwargs)
-        diff = _tmap(jnp.subtract, a_x, a_b)
-        dtype = jnp.result_type(*jax.tree_util.tree_leaves(a_x))
-
-        def weighted_grad(aw):
-            al, w = aw
-            point = C.path_point(a_b, diff, al)
-            g = jax.grad(lambda a: sp.rest(x, a, *args, **kwargs))(point)
-            return _tmap(lambda gg: w.astype(gg.dtype) * gg, g)
-
-        pts = (jnp.asarray(alphas64, dtype), jnp.asarray(weights64, dtype))
-        attr = _tmap(jnp.multiply, diff, C.chunked_sum(weighted_grad, pts, batch_size=batch_size))
+        b = _paths.broadcast_like(name, "baseline", baseline, x)
+        path = _paths.between(sp.activation(b, *args, **kwargs), sp.activation(x, *args, **kwargs))
+        grad_rest = jax.grad(lambda a: sp.rest(x, a, *args, **kwargs))
+        total = _paths.path_integral(grad_rest, path, opts.alphas, opts.weights, batch_size=opts.batch_size)
+        attr = _tmap(jnp.multiply, path.delta, total)
         if not return_delta:
             return attr
-        total = sum(jnp.sum(l) for l in jax.tree_util.tree_leaves(attr))
         gap = sp.forward(x, None, *args, **kwargs)[0] - sp.forward(b, None, *args, **kwargs)[0]
-        return attr, total - gap
+        return attr, _paths.tree_total(attr) - gap
 
-    options = dict(layer=layer, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
-    return C.make_explainer(name, f or features, core, options)
+    options = dict(layer=layer, baseline=baseline, steps=opts.steps, method=opts.method,
+                   batch_size=opts.batch_size)
+    return make_explainer(name, f or features, core, options)
 
 
 def layer_conductance(
@@ -205,7 +176,7 @@ def layer_conductance(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
-) -> C.Explainer:
+) -> Explainer:
     """Conductance of a layer's units along the input path (Captum's ``LayerConductance``).
 
     Moves along the straight input path ``b + alpha (x - b)`` at ``steps + 1`` points
@@ -226,20 +197,17 @@ def layer_conductance(
     """
     name = "layer_conductance"
     sp = _taps.split(name, f, layer, features, head)
-    steps, method, batch_size, alphas64, _ = _path_options(name, baseline, steps, method, batch_size, extra=1)
+    opts = _path_options(name, baseline, steps, method, batch_size, extra_points=1)
 
     def core(x, *args, **kwargs):
-        b, diff, dtype = C.straight_path(name, baseline, x)
-
-        def at(al):
-            point = C.path_point(b, diff, al)
-            return _layer_grad(sp, point, args, kwargs)
-
-        a, g = C.chunked_map(at, jnp.asarray(alphas64, dtype), batch_size=batch_size)
+        path = _paths.straight_path(name, baseline, x)
+        at = lambda point: _taps.layer_gradient(sp, point, args, kwargs)
+        a, g = _paths.path_map(at, path, opts.alphas, batch_size=opts.batch_size)
         return _tmap(lambda aa, gg: jnp.sum((aa[1:] - aa[:-1]) * gg[:-1], axis=0), a, g)
 
-    options = dict(layer=layer, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
-    return C.make_explainer(name, f or features, core, options)
+    options = dict(layer=layer, baseline=baseline, steps=opts.steps, method=opts.method,
+                   batch_size=opts.batch_size)
+    return make_explainer(name, f or features, core, options)
 
 
 def internal_influence(
@@ -252,7 +220,7 @@ def internal_influence(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
-) -> C.Explainer:
+) -> Explainer:
     """Internal (distributional) influence of a layer's units (Captum's ``InternalInfluence``).
 
     Leino et al. define the influence of an internal slice ``z`` on a quantity of interest ``F``
@@ -278,21 +246,16 @@ def internal_influence(
     """
     name = "internal_influence"
     sp = _taps.split(name, f, layer, features, head)
-    steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
+    opts = _path_options(name, baseline, steps, method, batch_size)
 
     def core(x, *args, **kwargs):
-        b, diff, dtype = C.straight_path(name, baseline, x)
+        path = _paths.straight_path(name, baseline, x)
+        layer_grad = lambda point: _taps.layer_gradient(sp, point, args, kwargs)[1]
+        return _paths.path_integral(layer_grad, path, opts.alphas, opts.weights, batch_size=opts.batch_size)
 
-        def weighted_grad(aw):
-            al, w = aw
-            point = C.path_point(b, diff, al)
-            return _tmap(lambda gg: w.astype(gg.dtype) * gg, _layer_grad(sp, point, args, kwargs)[1])
-
-        pts = (jnp.asarray(alphas64, dtype), jnp.asarray(weights64, dtype))
-        return C.chunked_sum(weighted_grad, pts, batch_size=batch_size)
-
-    options = dict(layer=layer, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
-    return C.make_explainer(name, f or features, core, options)
+    options = dict(layer=layer, baseline=baseline, steps=opts.steps, method=opts.method,
+                   batch_size=opts.batch_size)
+    return make_explainer(name, f or features, core, options)
 
 
 def _neuron_fn(name, f, layer, features, head, neuron):
@@ -301,7 +264,7 @@ def _neuron_fn(name, f, layer, features, head, neuron):
     return sp, lambda x, *args, **kwargs: select(sp.activation(x, *args, **kwargs))
 
 
-def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None) -> C.Explainer:
+def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None) -> Explainer:
     """The gradient of one internal unit with respect to the input (Captum's ``NeuronGradient``).
 
     ``neuron`` is an index tuple into the layer's output (one index per axis, the leading batch
@@ -319,7 +282,7 @@ def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None) -> 
     """
     name = "neuron_gradient"
     _, unit = _neuron_fn(name, f, layer, features, head, neuron)
-    return C.make_explainer(name, f or features, jax.grad(unit), dict(layer=layer, neuron=neuron))
+    return make_explainer(name, f or features, jax.grad(unit), dict(layer=layer, neuron=neuron))
 
 
 def neuron_integrated_gradients(
@@ -333,7 +296,7 @@ def neuron_integrated_gradients(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
-) -> C.Explainer:
+) -> Explainer:
     """Integrated gradients of one internal unit with respect to the input (Captum's
     ``NeuronIntegratedGradients``): :func:`jaxplain.integrated_gradients` of ``x -> A(x)[neuron]``.
 
@@ -348,9 +311,16 @@ def neuron_integrated_gradients(
     """
     name = "neuron_integrated_gradients"
     _, unit = _neuron_fn(name, f, layer, features, head, neuron)
-    ig = G.integrated_gradients(unit, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
-    options = dict(layer=layer, neuron=neuron, **ig.options)
-    return C.make_explainer(name, f or features, ig._fn, options)
+    opts = _path_options(name, baseline, steps, method, batch_size)
+
+    def core(x, *args, **kwargs):
+        path = _paths.straight_path(name, baseline, x)
+        avg_grad = _paths.gradient_integral(unit, path, opts, args, kwargs)
+        return _paths.cast_like(_tmap(jnp.multiply, path.delta, avg_grad), x)
+
+    options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=opts.steps,
+                   method=opts.method, batch_size=opts.batch_size)
+    return make_explainer(name, f or features, core, options)
 
 
 def neuron_conductance(
@@ -364,7 +334,7 @@ def neuron_conductance(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
-) -> C.Explainer:
+) -> Explainer:
     """Conductance of the input through one internal unit (Captum's ``NeuronConductance``):
     ``(x - b) * integral_0^1 dF/dn * dn/dx (b + alpha (x - b)) d alpha`` for the unit ``n``.
     Summed over the input, it is the unit's conductance: its share of ``f(x) - f(b)``.
@@ -382,21 +352,18 @@ def neuron_conductance(
     name = "neuron_conductance"
     sp, unit = _neuron_fn(name, f, layer, features, head, neuron)
     select = _neuron_selector(name, neuron)
-    steps, method, batch_size, alphas64, weights64 = _path_options(name, baseline, steps, method, batch_size)
+    opts = _path_options(name, baseline, steps, method, batch_size)
 
     def core(x, *args, **kwargs):
-        b, diff, dtype = C.straight_path(name, baseline, x)
+        path = _paths.straight_path(name, baseline, x)
 
-        def weighted(aw):
-            al, w = aw
-            point = C.path_point(b, diff, al)
-            dF_dn = select(_layer_grad(sp, point, args, kwargs)[1])
-            dn_dx = jax.grad(unit)(point, *args, **kwargs)
-            return _tmap(lambda g: (w * dF_dn).astype(g.dtype) * g, dn_dx)
+        def flow(point):  # dF/dn * dn/dx at one point
+            dF_dn = select(_taps.layer_gradient(sp, point, args, kwargs)[1])
+            return _tmap(lambda g: dF_dn.astype(g.dtype) * g, jax.grad(unit)(point, *args, **kwargs))
 
-        pts = (jnp.asarray(alphas64, dtype), jnp.asarray(weights64, dtype))
-        return C.cast_like(_tmap(jnp.multiply, diff, C.chunked_sum(weighted, pts, batch_size=batch_size)), x)
+        total = _paths.path_integral(flow, path, opts.alphas, opts.weights, batch_size=opts.batch_size)
+        return _paths.cast_like(_tmap(jnp.multiply, path.delta, total), x)
 
-    options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=steps, method=method,
-                   batch_size=batch_size)
-    return C.make_explainer(name, f or features, core, options)
+    options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=opts.steps,
+                   method=opts.method, batch_size=opts.batch_size)
+    return make_explainer(name, f or features, core, options)

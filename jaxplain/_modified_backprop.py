@@ -19,21 +19,16 @@ recognized and keep their ordinary gradient.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from typing import Callable
 
 import jax
 import jax.numpy as jnp
-from jax.extend import core as jcore
 
-from jaxplain import _contract as C
-from jaxplain import _jaxpr as J
-from jaxplain._jaxpr import bind as _bind
-from jaxplain._jaxpr import is_float as _is_float
-from jaxplain._jaxpr import is_zero_literal as _is_zero_literal
-from jaxplain._jaxpr import open_jaxpr as _open
-from jaxplain._jaxpr import trace as _trace
+from jaxplain import _checks
+from jaxplain._contract import Explainer, make_explainer
+from jaxplain._interpret import program as J
+from jaxplain._interpret.analysis import relu_operand
 
 __all__ = ["guided_backprop", "deconvnet", "relu_rule_gradient", "RULES"]
 
@@ -64,63 +59,16 @@ RULES: dict[str, Callable] = {
     "deconvnet": _make_relu("deconvnet", lambda x, g: jnp.maximum(g, 0)),
 }
 
-# Primitives that call a sub-program once with the equation's operands (the sub-program is in the
-# "jaxpr" or "call_jaxpr" parameter).
-_CALLS = J.CALLS
-_REMAT = J.REMAT
-# Primitives with a derivative rule of their own: bound as they are, rule kept.
-_CUSTOM = ("custom_jvp_call", "custom_vjp_call", "custom_vjp_call_jaxpr", "custom_lin")
-
-
-def _subjaxprs(params: dict) -> list:
-    """The (open) sub-programs held in an equation's parameters."""
-    out = []
-    for value in params.values():
-        for item in value if isinstance(value, (tuple, list)) else (value,):
-            if isinstance(item, (jcore.ClosedJaxpr, jcore.Jaxpr)):
-                out.append(_open(item))
-    return out
-
-
-def _is_relu_program(jaxpr) -> bool:
-    """True for a program that is exactly ``max(x, 0)`` (possibly inside nested ``jit`` calls)."""
-    jaxpr = _open(jaxpr)
-    if len(jaxpr.invars) != 1 or len(jaxpr.eqns) != 1 or len(jaxpr.outvars) != 1:
-        return False
-    eqn = jaxpr.eqns[0]
-    if eqn.outvars[0] is not jaxpr.outvars[0]:
-        return False
-    if _relu_operand(eqn) is not None:
-        return eqn.invars[_relu_operand(eqn)] is jaxpr.invars[0]
-    if eqn.primitive.name in _CALLS:
-        subs = _subjaxprs(eqn.params)
-        return len(subs) == 1 and eqn.invars == [jaxpr.invars[0]] and _is_relu_program(subs[0])
-    return False
-
-
-def _relu_operand(eqn) -> int | None:
-    """The position of the ReLU's input if ``eqn`` is a ReLU, else None."""
-    name = eqn.primitive.name
-    if name == "max" and len(eqn.invars) == 2:
-        for k in (0, 1):
-            if _is_zero_literal(eqn.invars[1 - k]) and _is_float(eqn.invars[k]):
-                return k
-        return None
-    if name == "custom_jvp_call" and len(eqn.invars) == 1 and _is_float(eqn.invars[0]):
-        if _is_relu_program(eqn.params["call_jaxpr"]):
-            return 0
-    return None
-
 
 def _contains_relu(jaxpr, memo: dict) -> bool:
     key = id(jaxpr)
     if key not in memo:
         memo[key] = False  # guards against cycles; programs are acyclic, so this is never read
         memo[key] = any(
-            _relu_operand(eqn) is not None
+            relu_operand(eqn) is not None
             or (
-                eqn.primitive.name not in _CUSTOM
-                and any(_contains_relu(sub, memo) for sub in _subjaxprs(eqn.params))
+                eqn.primitive.name not in J.CUSTOM
+                and any(_contains_relu(sub, memo) for sub in J.subjaxprs(eqn.params))
             )
             for eqn in jaxpr.eqns
         )
@@ -130,58 +78,27 @@ def _contains_relu(jaxpr, memo: dict) -> bool:
 def _eval(jaxpr, consts, args, relu: Callable, memo: dict) -> list:
     """Evaluates ``jaxpr`` with every ReLU replaced by ``relu``."""
 
+    def evaluate_closed(closed, inner_args):
+        return _eval(J.open_jaxpr(closed), J.consts_of(closed), inner_args, relu, memo)
+
     def step(eqn, invals):
-        name = eqn.primitive.name
-        k = _relu_operand(eqn)
+        k = relu_operand(eqn)
         if k is not None:
             return [relu(invals[k])]
-        if name in _CUSTOM or not any(_contains_relu(s, memo) for s in _subjaxprs(eqn.params)):
-            return _bind(eqn, invals)
-        if name in _CALLS:
-            return _eval_closed(J.sub_jaxpr(eqn), invals, relu, memo)
-        if name in _REMAT:
-            body = functools.partial(_eval_closed, eqn.params["jaxpr"], relu=relu, memo=memo)
-            return jax.checkpoint(
-                lambda *a: body(list(a)),
-                prevent_cse=eqn.params.get("prevent_cse", True),
-                policy=eqn.params.get("policy"),
-            )(*invals)
-        if name == "cond":
-            branches = [
-                functools.partial(lambda br, *ops: _eval_closed(br, list(ops), relu, memo), br)
-                for br in eqn.params["branches"]
-            ]
-            return jax.lax.switch(invals[0], branches, *invals[1:])
-        if name == "scan":
-            return _eval_scan(eqn, invals, relu, memo)
+        if eqn.primitive.name in J.CUSTOM or not any(_contains_relu(s, memo) for s in J.subjaxprs(eqn.params)):
+            return J.bind(eqn, invals)
+        outs = J.rebuild(eqn, invals, evaluate_closed)
+        if outs is not None:
+            return outs
         warnings.warn(
-            f"jaxplain: a ReLU inside the higher-order primitive {name!r} keeps its ordinary "
-            f"gradient (the modified backward rule reaches ReLUs in jit, checkpoint, cond and "
-            f"scan only).",
-            stacklevel=4,  # step <- evaluate <- _eval <- its caller, as before the shared evaluator
+            f"jaxplain: a ReLU inside the higher-order primitive {eqn.primitive.name!r} keeps its "
+            f"ordinary gradient (the modified backward rule reaches ReLUs in jit, checkpoint, cond "
+            f"and scan only).",
+            stacklevel=4,  # step <- evaluate <- _eval <- its caller
         )
-        return _bind(eqn, invals)
+        return J.bind(eqn, invals)
 
     return J.evaluate(jaxpr, consts, args, step)
-
-
-def _eval_closed(closed, args, relu, memo):
-    return _eval(J.open_jaxpr(closed), J.consts_of(closed), args, relu, memo)
-
-
-def _eval_scan(eqn, invals, relu, memo):
-    p = eqn.params
-    nc, nk = p["num_consts"], p["num_carry"]
-    consts, init, xs = invals[:nc], invals[nc : nc + nk], invals[nc + nk :]
-
-    def step(carry, x):
-        outs = _eval_closed(p["jaxpr"], [*consts, *carry, *x], relu, memo)
-        return list(outs[:nk]), list(outs[nk:])
-
-    carry, ys = jax.lax.scan(
-        step, list(init), list(xs), length=p["length"], reverse=p["reverse"], unroll=p["unroll"]
-    )
-    return [*carry, *ys]
 
 
 def relu_rule_gradient(f: Callable, rule: str, method: str | None = None) -> Callable:
@@ -212,18 +129,18 @@ def relu_rule_gradient(f: Callable, rule: str, method: str | None = None) -> Cal
       Convolutional Networks", ECCV.
     """
     method = method or rule
-    C.check_choice(method, "rule", rule, tuple(RULES))
+    _checks.check_choice(method, "rule", rule, tuple(RULES))
     relu = RULES[rule]
 
     def modified(x, *args, **kwargs):
-        traced = _trace(f, x, args, kwargs)
+        traced = J.trace(f, x, args, kwargs)
         outs = _eval(traced.closed.jaxpr, traced.closed.consts, traced.dyn, relu, {})
         return jax.tree_util.tree_unflatten(traced.out_tree, outs)
 
-    return jax.grad(C.scalar_output(method, modified))
+    return jax.grad(_checks.scalar_output(method, modified))
 
 
-def guided_backprop(f: Callable) -> C.Explainer:
+def guided_backprop(f: Callable) -> Explainer:
     """Guided backpropagation: the gradient with each ReLU passing back only positive signal
     through active units, ``g_in = g_out * (x > 0) * (g_out > 0)``.
 
@@ -249,13 +166,13 @@ def guided_backprop(f: Callable) -> C.Explainer:
       Springenberg, Dosovitskiy, Brox & Riedmiller (2015), "Striving for Simplicity: The All
       Convolutional Net", ICLR workshop, arXiv:1412.6806 (2014).
     """
-    C.check_callable("guided_backprop", "f", f)
-    return C.make_explainer(
+    _checks.check_callable("guided_backprop", "f", f)
+    return make_explainer(
         "guided_backprop", f, relu_rule_gradient(f, "guided", "guided_backprop"), {}
     )
 
 
-def deconvnet(f: Callable) -> C.Explainer:
+def deconvnet(f: Callable) -> Explainer:
     """Deconvnet: the gradient with each ReLU rectifying the backward signal,
     ``g_in = relu(g_out)``, whatever the unit's forward activation.
 
@@ -279,5 +196,5 @@ def deconvnet(f: Callable) -> C.Explainer:
     References:
       Zeiler & Fergus (2014), "Visualizing and Understanding Convolutional Networks", ECCV.
     """
-    C.check_callable("deconvnet", "f", f)
-    return C.make_explainer("deconvnet", f, relu_rule_gradient(f, "deconvnet", "deconvnet"), {})
+    _checks.check_callable("deconvnet", "f", f)
+    return make_explainer("deconvnet", f, relu_rule_gradient(f, "deconvnet", "deconvnet"), {})

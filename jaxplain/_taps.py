@@ -1,71 +1,202 @@
-"""Layer taps: read, replace or perturb the output of any layer of ``f`` without editing the model.
+"""Layer taps: read, replace or perturb the output of any layer of ``f`` without editing the model,
+and the one naming of module paths every family uses.
 
 A layer-based method takes ``f`` and ``layer=``, the path of a module called inside ``f``:
 
 * Flax Linen: the module's path, e.g. ``"conv1"`` or ``"backbone/block2/conv"``, found while ``f``
   is traced through ``flax.linen.intercept_methods``; so a plain closure
   ``lambda x, t: model.apply(params, x[None])[0, t]`` works as it is.
-* Flax NNX: the attribute path of the submodule, for an ``f`` built by
+* Flax NNX: the attribute path of the submodule (``"blocks/0/ln1"``), for an ``f`` built by
   :func:`jaxplain.flax.from_nnx` (it merges a fresh copy of the model on each call, and the tap
-  wraps the submodule of that copy; the user's model is never touched).
+  wraps the submodules of that copy; the user's model is never touched).
 * Any other function: pass ``features(x) -> A`` and ``head(A, *args) -> scalar`` instead of
   ``f`` and ``layer``.
 
-The activation is the layer's output as the model sees it: for a model called on ``x[None]`` it
-keeps that leading axis of size 1.
+The activation is the layer's output for one example. A model called by hand on ``x[None]`` keeps
+that leading axis of size 1; an ``f`` made by :mod:`jaxplain.flax`, which adds the batch axis
+itself, does not: its layers are read and replaced without it.
+
+While a tap runs, every module call is also put into the traced program as a named scope holding
+its path (:func:`module_path` reads it back), so the program transforms (LRP composites by path)
+name modules exactly as :func:`layers` lists them. Flax is imported only when ``f`` uses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import re
+import sys
 from typing import Any, Callable, NamedTuple
 
-import flax.linen as nn
 import jax
+import jax.numpy as jnp
 
-from jaxplain import _contract as C
+from jaxplain import _checks
 
-__all__ = ["Split", "split", "layers"]
+__all__ = ["Split", "layer_gradient", "layers", "module_path", "split"]
 
-# The tap active while `f` runs, read by the NNX adapter (jaxplain.flax.from_nnx). Linen calls are
-# reached through flax.linen.intercept_methods instead. Both are scoped to the call of `f`.
-NNX_TAP: contextvars.ContextVar = contextvars.ContextVar("jaxplain_nnx_tap", default=None)
+_tmap = jax.tree_util.tree_map
+
+# The tap active while `f` runs: read by the NNX wrappers and by adapters that add a batch axis.
+# Scoped to one call of `f` (a context variable, reset when the call returns).
+_ACTIVE: contextvars.ContextVar = contextvars.ContextVar("jaxplain_tap", default=None)
+
+# A module call's named scope: the marker, then the path's parts joined by ":".
+_MARK = "@"
+_TRANSFORM = re.compile(r"^[A-Za-z_]+\(.*\)$")
+
+
+def scope_name(path: str) -> str:
+    """The named scope that marks a call of the module at ``path`` in a traced program."""
+    return _MARK + path.replace("/", ":")
+
+
+def module_path(name_stack: str) -> str:
+    """The module path of an operation from its name stack: the innermost module call marked by a
+    tap, else the name stack itself without transform names (``jit(f)``, ``vmap(g)``)."""
+    parts = [p for p in name_stack.split("/") if p]
+    marks = [i for i, p in enumerate(parts) if p.startswith(_MARK)]
+    if marks:
+        return parts[marks[-1]][len(_MARK):].replace(":", "/")
+    return "/".join(p for p in parts if not _TRANSFORM.match(p))
 
 
 class _Tap:
-    """What one run of ``f`` does at the tapped layer: record its output, then apply ``edit``."""
+    """What one run of ``f`` does at module outputs: record every path called and, at ``layer``,
+    its output, then apply ``edit``."""
 
     def __init__(self, layer: str | None, edit: Callable | None):
         self.layer = layer
         self.edit = edit
         self.outputs: list = []
         self.seen: dict[str, Any] = {}  # every module path called, with its output shape
+        self.batched = 0  # > 0 while an adapter runs the model on x[None]
 
     def __call__(self, path: str, out: Any) -> Any:
-        self.seen.setdefault(path, jax.tree_util.tree_map(lambda a: getattr(a, "shape", ()), out))
+        # shapes only: an operation on `out` here would add a reader of every module's output to
+        # the traced program (and hide a layer's bias or BatchNorm from the program transforms)
+        self.seen.setdefault(path, _tmap(lambda a: _shape(a, self.batched), out))
         if path != self.layer:
             return out
-        self.outputs.append(out)
-        return self.edit(out) if self.edit is not None else out
-
-
-def _path(parts) -> str:
-    return "/".join(str(p) for p in parts)
-
-
-def _run(f: Callable, tap: _Tap, x, args, kwargs):
-    def interceptor(next_fun, a, kw, context):
-        out = next_fun(*a, **kw)
-        if context.method_name != "__call__" or not context.module.path:
+        view = _tmap(_drop_batch_axis, out) if self.batched else out
+        self.outputs.append(view)
+        if self.edit is None:
             return out
-        return tap(_path(context.module.path), out)
+        new = self.edit(view)
+        return _tmap(_restore_batch_axis, new, out) if self.batched else new
 
-    token = NNX_TAP.set(tap)
+
+def _shape(a, batched: bool) -> tuple:
+    shape = tuple(getattr(a, "shape", ()))
+    return shape[1:] if batched and shape and shape[0] == 1 else shape
+
+
+def _drop_batch_axis(a):
+    shape = jnp.shape(a)
+    return a[0] if shape and shape[0] == 1 else a
+
+
+def _restore_batch_axis(new, original):
+    return new[None] if jnp.ndim(original) == jnp.ndim(new) + 1 else new
+
+
+@contextlib.contextmanager
+def adds_batch_axis():
+    """Used by adapters around ``model(x[None])``: layers read while it runs lose that axis."""
+    tap = _ACTIVE.get()
+    if tap is not None:
+        tap.batched += 1
     try:
-        with nn.intercept_methods(interceptor):
+        yield
+    finally:
+        if tap is not None:
+            tap.batched -= 1
+
+
+def _linen_interceptor(tap: _Tap):
+    def interceptor(next_fun, a, kw, context):
+        if context.method_name != "__call__" or not context.module.path:
+            return next_fun(*a, **kw)
+        path = "/".join(str(p) for p in context.module.path)
+        with jax.named_scope(scope_name(path)):
+            out = next_fun(*a, **kw)
+        return tap(path, out)
+
+    return interceptor
+
+
+def run(f: Callable, tap: _Tap, x, args, kwargs):
+    """``f(x, *args, **kwargs)`` with ``tap`` seeing every Linen and NNX module call."""
+    token = _ACTIVE.set(tap)
+    try:
+        linen = sys.modules.get("flax.linen")  # f can call Linen modules only if Flax is loaded
+        if linen is None:
+            return f(x, *args, **kwargs)
+        with linen.intercept_methods(_linen_interceptor(tap)):
             return f(x, *args, **kwargs)
     finally:
-        NNX_TAP.reset(token)
+        _ACTIVE.reset(token)
+
+
+def named(f: Callable) -> Callable:
+    """``f`` run under a tap that only names module calls (for the program transforms)."""
+
+    def g(x, *args, **kwargs):
+        return run(f, _Tap(None, None), x, args, kwargs)
+
+    return g
+
+
+# --------------------------------------------------------------------------- NNX
+
+
+class _TappedCall:
+    """Stands in for a submodule of a merged NNX copy: calls it, then hands the output to the tap."""
+
+    def __init__(self, module, path: str, tap: _Tap):
+        self.module, self.path, self.tap = module, path, tap
+
+    def __call__(self, *args, **kwargs):
+        with jax.named_scope(scope_name(self.path)):  # the path in the program (LRP by path)
+            out = self.module(*args, **kwargs)
+        return self.tap(self.path, out)
+
+    def __getattr__(self, name):  # other methods and attributes pass through
+        return getattr(self.module, name)
+
+    def __len__(self):
+        return len(self.module)
+
+    def __getitem__(self, key):
+        return self.module[key]
+
+    def __iter__(self):
+        return iter(self.module)
+
+
+def install_nnx(net) -> None:
+    """If a tap is active, wraps every submodule of ``net`` (a fresh NNX copy) so the tap sees it.
+
+    Called by :func:`jaxplain.flax.from_nnx` on the copy it merges for each call."""
+    tap = _ACTIVE.get()
+    if tap is None:
+        return
+    from flax import nnx
+
+    targets = [(tuple(p), m) for p, m in nnx.iter_modules(net) if p and callable(m)]
+    for path, m in sorted(targets, key=lambda pm: -len(pm[0])):
+        parent = net
+        for part in path[:-1]:
+            parent = parent[part] if isinstance(part, int) else getattr(parent, part)
+        wrapped = _TappedCall(m, "/".join(str(p) for p in path), tap)
+        if isinstance(path[-1], int):
+            parent[path[-1]] = wrapped
+        else:
+            object.__setattr__(parent, path[-1], wrapped)
+
+
+# --------------------------------------------------------------------------- listing and splitting
 
 
 def layers(f: Callable, x, *args, **kwargs) -> dict[str, Any]:
@@ -73,6 +204,7 @@ def layers(f: Callable, x, *args, **kwargs) -> dict[str, Any]:
 
     Works for Flax Linen modules called inside ``f`` and for ``f`` built by
     :func:`jaxplain.flax.from_nnx`; nothing is computed (``f`` is traced with ``jax.eval_shape``).
+    For an ``f`` made by :mod:`jaxplain.flax` the shapes are per example (no batch axis).
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxplain as jx
@@ -86,9 +218,9 @@ def layers(f: Callable, x, *args, **kwargs) -> dict[str, Any]:
       Flax Linen ``intercept_methods``; Captum's layer attribution API (Kokhlikyan et al. 2020,
       "Captum: A unified and generic model interpretability library for PyTorch").
     """
-    C.check_callable("layers", "f", f)
+    _checks.check_callable("layers", "f", f)
     tap = _Tap(None, None)
-    jax.eval_shape(lambda x, a, kw: _run(f, tap, x, a, kw), x, args, kwargs)
+    jax.eval_shape(lambda x, a, kw: run(f, tap, x, a, kw), x, args, kwargs)
     return dict(tap.seen)
 
 
@@ -96,6 +228,7 @@ class Split(NamedTuple):
     """``f`` split at a layer: ``activation(x, *args) -> A`` and ``rest(x, A, *args) -> scalar``,
     where ``rest`` runs ``f`` with the layer's output replaced by ``A``."""
 
+    method: str
     activation: Callable
     rest: Callable
     forward: Callable  # forward(x, edit, *args) -> (f's output, the layer's original output)
@@ -110,7 +243,7 @@ def split(
 ) -> Split:
     """Resolves the ``f`` + ``layer`` or ``features`` + ``head`` forms into a :class:`Split`."""
     if f is not None:
-        C.check_callable(method, "f", f)
+        _checks.check_callable(method, "f", f)
         if features is not None or head is not None:
             raise TypeError(
                 f"jaxplain.{method}: pass either f and layer=, or features= and head=, not both."
@@ -125,7 +258,7 @@ def split(
 
         def forward(x, edit, *args, **kwargs):
             tap = _Tap(layer, edit)
-            out = _run(f, tap, x, args, kwargs)
+            out = run(f, tap, x, args, kwargs)
             if not tap.outputs:
                 valid = ", ".join(repr(p) for p in tap.seen) or "none (no Flax module was called)"
                 raise ValueError(
@@ -143,8 +276,8 @@ def split(
     else:
         if layer is not None:
             raise TypeError(f"jaxplain.{method}: layer= needs f; with features= and head= leave it out.")
-        C.check_callable(method, "features", features)
-        C.check_callable(method, "head", head)
+        _checks.check_callable(method, "features", features)
+        _checks.check_callable(method, "head", head)
 
         def forward(x, edit, *args, **kwargs):
             a = features(x)
@@ -155,13 +288,33 @@ def split(
 
     def rest(x, a, *args, **kwargs):
         out, original = forward(x, lambda _: a, *args, **kwargs)
-        shapes = (jax.tree_util.tree_structure(original), jax.tree_util.tree_map(jax.numpy.shape, original))
-        if shapes != (jax.tree_util.tree_structure(a), jax.tree_util.tree_map(jax.numpy.shape, a)):
+        shapes = (jax.tree_util.tree_structure(original), _tmap(jnp.shape, original))
+        if shapes != (jax.tree_util.tree_structure(a), _tmap(jnp.shape, a)):
             raise ValueError(
                 f"jaxplain.{method}: the replacement activation has shape "
-                f"{jax.tree_util.tree_map(jax.numpy.shape, a)} but the layer's output has "
-                f"{shapes[1]}."
+                f"{_tmap(jnp.shape, a)} but the layer's output has {shapes[1]}."
             )
         return out
 
-    return Split(activation, rest, forward)
+    return Split(method, activation, rest, forward)
+
+
+def layer_gradient(sp: Split, x, args, kwargs):
+    """The layer's output ``A`` at ``x`` and ``dF/dA`` there, from one forward and one backward."""
+    # Only the activation's shape is needed for the zero perturbation: eval_shape computes nothing,
+    # so the forward pass runs once (inside the vjp) rather than twice.
+    shape = jax.eval_shape(lambda: sp.activation(x, *args, **kwargs))
+
+    def out_of(delta):
+        return sp.forward(x, lambda a: _tmap(jnp.add, a, delta), *args, **kwargs)
+
+    zero = _tmap(lambda s: jnp.zeros(s.shape, s.dtype), shape)
+    (out, a), vjp = jax.vjp(out_of, zero)
+    if jnp.shape(out) != ():
+        raise TypeError(
+            f"jaxplain.{sp.method}: f must return a scalar for one example, but it returned shape "
+            f"{jnp.shape(out)}; pick a target, e.g. f = lambda x, t: model(x)[t]."
+            f"{_checks.batch_hint(x, jnp.shape(out))}"
+        )
+    (g,) = vjp((jnp.ones_like(out), _tmap(jnp.zeros_like, a)))
+    return a, g

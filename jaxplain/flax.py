@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import linen, nnx
 
-from jaxplain import _contract as C
+from jaxplain import _checks
 from jaxplain import _taps
 
 __all__ = ["from_linen", "from_nnx", "OUTPUTS"]
@@ -67,14 +67,18 @@ _INFERENCE_FLAGS = {
 
 
 def _check_options(name: str, output: Any, batched: Any) -> str:
-    output = C.check_choice(name, "output", output, OUTPUTS)
-    if not isinstance(batched, bool):
-        raise TypeError(f"jaxplain.{name}: batched must be a bool, got {batched!r}.")
+    output = _checks.check_choice(name, "output", output, OUTPUTS)
+    _checks.check_bool(name, "batched", batched)
     return output
 
 
-def _add_batch_axis(x: Any, batched: bool) -> Any:
-    return jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], x) if batched else x
+def _apply(model: Callable, x: Any, batched: bool) -> Any:
+    """``model`` on one example: on ``x[None]`` when ``batched``; layer taps then read and replace
+    the model's layers without that axis (jaxplain._taps)."""
+    if not batched:
+        return model(x)
+    with _taps.adds_batch_axis():
+        return model(jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], x))
 
 
 def _one_example(name: str, out: Any, batched: bool) -> jax.Array:
@@ -111,7 +115,14 @@ def _select(name: str, scores: jax.Array, target: Any, output: str) -> jax.Array
             )
         return scores
     if scores.ndim != 1:
-        hint = " It looks batched: pass batched=True." if scores.shape[0] == 1 else ""
+        if scores.shape[0] == 1:
+            hint = " It looks batched: pass batched=True."
+        else:
+            hint = (
+                f" If x is a batch of {scores.shape[0]} examples: f explains ONE example (the "
+                f"adapter adds the batch axis itself); map an explainer over a batch with "
+                f"jax.vmap, e.g. jax.vmap(explainer)(xs, targets)."
+            )
         raise ValueError(
             f"jaxplain.{name}: the model's output for one example has shape {scores.shape}; this "
             f"adapter handles a scalar or a vector of class scores. For other outputs write f by "
@@ -299,7 +310,7 @@ def from_linen(
         kwargs["method"] = method
 
     def score(x, target, variables):
-        out = module.apply(variables, _add_batch_axis(x, batched), mutable=False, **kwargs)
+        out = _apply(lambda xb: module.apply(variables, xb, mutable=False, **kwargs), x, batched)
         return _select(name, _one_example(name, out, batched), target, output)
 
     if variables is None:
@@ -318,47 +329,6 @@ def from_linen(
 
 
 # --------------------------------------------------------------------------- NNX
-
-
-class _TappedCall:
-    """Stands in for a submodule of a merged copy: calls it, then hands the output to the tap."""
-
-    def __init__(self, module: nnx.Module, path: str, tap: Callable):
-        self.module, self.path, self.tap = module, path, tap
-
-    def __call__(self, *args, **kwargs):
-        # the named scope puts the module path into the traced program (LRP rules by path)
-        with jax.named_scope(self.path.rsplit("/", 1)[-1]):
-            return self.tap(self.path, self.module(*args, **kwargs))
-
-    def __getattr__(self, name):  # other methods and attributes pass through
-        return getattr(self.module, name)
-
-    def __len__(self):
-        return len(self.module)
-
-    def __getitem__(self, key):
-        return self.module[key]
-
-    def __iter__(self):
-        return iter(self.module)
-
-
-def _install_tap(net: nnx.Module) -> None:
-    """If a layer tap is active (jaxplain._taps), wraps every submodule of ``net`` (a fresh copy)."""
-    tap = _taps.NNX_TAP.get()
-    if tap is None:
-        return
-    targets = [(tuple(p), m) for p, m in nnx.iter_modules(net) if p and callable(m)]
-    for path, m in sorted(targets, key=lambda pm: -len(pm[0])):
-        parent = net
-        for part in path[:-1]:
-            parent = parent[part] if isinstance(part, int) else getattr(parent, part)
-        wrapped = _TappedCall(m, "/".join(str(p) for p in path), tap)
-        if isinstance(path[-1], int):
-            parent[path[-1]] = wrapped
-        else:
-            object.__setattr__(parent, path[-1], wrapped)
 
 
 def from_nnx(
@@ -432,8 +402,7 @@ def from_nnx(
             f"pass f = lambda x, t: model(x)[t] to a jaxplain method directly."
         )
     output = _check_options(name, output, batched)
-    if not isinstance(params_arg, bool):
-        raise TypeError(f"jaxplain.{name}: params_arg must be a bool, got {params_arg!r}.")
+    _checks.check_bool(name, "params_arg", params_arg)
     eval_view = nnx.view(
         model, deterministic=True, use_running_average=True, raise_if_not_found=False
     )
@@ -445,8 +414,8 @@ def from_nnx(
 
     def score(x, target, st):
         net = nnx.merge(graphdef, st, copy=True)  # a fresh copy: nothing f does reaches `state`
-        _install_tap(net)  # layer taps (jaxplain.layers, layer=...), on this copy only
-        out = net(_add_batch_axis(x, batched))
+        _taps.install_nnx(net)  # layer taps (jaxplain.layers, layer=...), on this copy only
+        out = _apply(net, x, batched)
         return _select(name, _one_example(name, out, batched), target, output)
 
     if params_arg:

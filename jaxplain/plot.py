@@ -46,7 +46,7 @@ from matplotlib.axes import Axes
 import numpy as np
 from scipy import ndimage
 
-from jaxplain import _contract as C
+from jaxplain import _checks as C
 from jaxplain._tsne.plot import scatter as scatter
 
 __all__ = [

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplain import _contract as C
+from jaxplain import _checks as C
 
 __all__ = ["PCA", "CCA", "pca", "cca", "svcca", "pwcca", "cka", "KERNELS"]
 

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, traverse_util
 
-from jaxplain import _contract as C
+from jaxplain import _checks as C
 
 __all__ = [
     "MLP",

@@ -1,4 +1,4 @@
-"""The affine input layer split (jaxplain/_affine.py) and the path methods that use it.
+"""The affine input layer split (jaxplain/_interpret/affine.py) and the path methods that use it.
 
 The split must be invisible: ``rest(prefix(x)) == f(x)``, ``prefix`` affine, and integrated
 gradients / SmoothGrad computed through it equal the plain per-point gradients (to rounding), also
@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 import jaxplain as jx
-from jaxplain import _affine, _gradients
+from jaxplain import _paths
+from jaxplain._interpret import affine as _affine
 from jaxplain import flax as jf
 from jaxplain import zoo
 from tests.nets import cnn, cnn_f, init_cnn
@@ -32,7 +33,7 @@ def plain(monkeypatch):
 
         def call(*args, **kwargs):
             with monkeypatch.context() as m:
-                m.setattr(_gradients, "_SPLIT_MIN_STEPS", 10**9)
+                m.setattr(_paths, "SPLIT_MIN_POINTS", 10**9)
                 return jax.jit(explainer)(*args, **kwargs)
 
         return call

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import jaxplain as jx
-from jaxplain import _contract, _gradients
+from jaxplain import _gradients, _paths
 from tests.nets import cnn, cnn_f, init_cnn
 
 KEY = jax.random.key(0)
@@ -17,7 +17,7 @@ SEED_X = jnp.array([100.0, 5.0])
 
 
 def test_doctests_run():
-    for module in (jx, _gradients):
+    for module in (jx, _gradients, _paths):
         assert doctest.testmod(module).failed == 0
 
 
@@ -51,7 +51,7 @@ def test_riemann_left_right_have_their_known_bias():
 # ----------------------------------------------------------------------------- quadrature
 
 
-@pytest.mark.parametrize("method", _gradients.IG_METHODS)
+@pytest.mark.parametrize("method", _paths.IG_METHODS)
 @pytest.mark.parametrize("n", [2, 7, 50])
 def test_quadrature_weights_sum_to_one_and_lie_in_unit_interval(method, n):
     a, w = jx.quadrature(method, n)
@@ -83,7 +83,7 @@ def _ig_rel_error(f, x, t, steps, method):
 
 
 @pytest.mark.parametrize("act", ["softplus", "tanh"])
-@pytest.mark.parametrize("method", _gradients.IG_METHODS)
+@pytest.mark.parametrize("method", _paths.IG_METHODS)
 def test_ig_completeness_smooth_cnn(act, method):
     params = init_cnn(jax.random.key(1))
     f = cnn_f(params, act)
@@ -151,7 +151,7 @@ def test_chunking_equals_all_at_once(batch_size):
     whole = jx.integrated_gradients(f, steps=steps)(x, 1)
     chunked = jx.integrated_gradients(f, steps=steps, batch_size=batch_size)(x, 1)
     np.testing.assert_allclose(chunked, whole, rtol=1e-5, atol=1e-7)
-    assert -(-steps // batch_size) > _contract.MAX_UNROLLED_CHUNKS or batch_size != 2
+    assert -(-steps // batch_size) > _paths.MAX_UNROLLED_CHUNKS or batch_size != 2
 
 
 # ----------------------------------------------------------------------------- pytrees and dtypes

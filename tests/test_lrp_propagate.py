@@ -1,6 +1,6 @@
 """The LRP interpreter's economies: they change how much is computed, never the relevance.
 
-* Branches whose weight modifiers are linear in (W, W+) share convolutions (``SHARE_LINEAR``).
+* Branches whose weight modifiers are linear in (W, W+) share convolutions (``share_linear``).
 * Inputs known to be non-negative (after a ReLU, average pooling of ReLU outputs) drop the
   ``min(x, 0)`` branches, which are zero there.
 
@@ -8,19 +8,15 @@ The counts of convolutions in the compiled programs are the facts the speed of L
 (benchmarks/lrp.py has the timings).
 """
 
-import sys
-from pathlib import Path
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import jaxplain as jx
-from jaxplain._lrp import propagate as P
+from jaxplain._lrp import api
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import twins  # noqa: E402
+from tests import twins
 
 COMPOSITES = {
     "epsilon_plus_flat": jx.composites.epsilon_plus_flat(),
@@ -40,11 +36,11 @@ def cnn():
 
 
 @pytest.mark.parametrize("name", sorted(COMPOSITES))
-def test_shared_convolutions_give_the_same_relevance(cnn, name, monkeypatch):
+def test_shared_convolutions_give_the_same_relevance(cnn, name):
     f, x = cnn
     shared = jx.lrp(f, rules=COMPOSITES[name])(x, 1)
-    monkeypatch.setattr(P, "SHARE_LINEAR", False)
-    separate = jx.lrp(f, rules=COMPOSITES[name])(x, 1)
+    composite = api.resolve_rules("lrp", COMPOSITES[name])
+    separate = jax.jit(api.relevance("lrp", f, composite, share_linear=False))(x, 1)
     np.testing.assert_allclose(shared, separate, rtol=1e-5, atol=2e-6 * float(jnp.abs(separate).max()))
 
 

@@ -7,7 +7,9 @@ from typing import Any, Callable
 import jax
 import numpy as np
 
-from jaxplain import _contract as C
+from jaxplain import _checks
+from jaxplain._contract import Explainer, make_explainer
+from jaxplain._interpret import interpret
 from jaxplain._lrp import composites as K
 from jaxplain._lrp import propagate as P
 from jaxplain._lrp import rules as R
@@ -78,18 +80,38 @@ def _check_bounds(method: str, bounds, x) -> None:
                 )
 
 
-def relevance(method: str, f: Callable, composite: K.Composite, hooks=None) -> Callable:
+def _check_paths(method: str, composite: K.Composite, program) -> None:
+    """A path pattern that reaches no operation of the program is a mistake: say so. A layer rule
+    reaches dense/convolution layers, ``pass_through`` and ``gradient`` any operation."""
+    every, layers = None, None
+    for pattern, rule in composite.paths:
+        if rule.kind in ("pass", "gradient"):
+            every = program.paths() if every is None else every
+            paths, what = every, "operation"
+        else:
+            layers = list(dict.fromkeys(p for _, p in program.layers() if p)) if layers is None else layers
+            paths, what = layers, "dense or convolution layer"
+        if not any(K.path_matches(pattern, p) for p in paths):
+            shown = ", ".join(repr(p) for p in paths) or "none (no module call was found in f)"
+            raise ValueError(
+                f"jaxplain.{method}: the path pattern {pattern!r} (rule {rule.name!r}) matches no "
+                f"{what} of f. Module paths of the {what}s that touch x: {shown}. A pattern matches "
+                f"a path or a trailing part of it, with the paths jaxplain.layers(f, x, *args) "
+                f"lists (e.g. 'blocks/0/*')."
+            )
+
+
+def relevance(method: str, f: Callable, composite: K.Composite, *, share_linear: bool = True) -> Callable:
     """``explain(x, *args) -> relevance of x``: the program of ``f`` run with ``composite``'s rules,
     its backward pass started with ``f(x)``."""
-    hooks = hooks or P.Rules()
-    f_checked = C.scalar_output(method, f)
+    f_checked = _checks.scalar_output(method, f)
 
     def core(x, *args, **kwargs):
-        program = P.trace(f_checked, x, args, kwargs)
-        plan = P.Context(method, composite, plan=True)
-        jax.eval_shape(program.run(hooks, plan), jax.tree_util.tree_leaves(x))
-        ctx = P.Context(method, composite, plan=False, layers=plan.layers)
-        run = program.run(hooks, ctx)
+        program = interpret(f_checked, x, args, kwargs)
+        _check_paths(method, composite, program)
+        layers = tuple(kind for kind, _ in program.layers())
+        ctx = P.Context(method, composite, layers, share_linear)
+        run = program.run(P.LRPHooks(ctx))
         leaves, tree = jax.tree_util.tree_flatten(x)
         y, vjp = jax.vjp(run, leaves)
         (rel,) = vjp(y)
@@ -98,7 +120,7 @@ def relevance(method: str, f: Callable, composite: K.Composite, hooks=None) -> C
     return core
 
 
-def lrp(f: Callable, *, rules: Any = None) -> C.Explainer:
+def lrp(f: Callable, *, rules: Any = None) -> Explainer:
     """Layer-wise relevance propagation: how much each input feature contributes to ``f(x)``.
 
     The output ``f(x)`` is the relevance at the top; each operation of ``f`` hands relevance back
@@ -140,10 +162,10 @@ def lrp(f: Callable, *, rules: Any = None) -> C.Explainer:
       Montavon, Binder, Lapuschkin, Samek & Müller (2019), "Layer-Wise Relevance Propagation: An
       Overview", in Explainable AI: Interpreting, Explaining and Visualizing Deep Learning.
     """
-    C.check_callable("lrp", "f", f)
+    _checks.check_callable("lrp", "f", f)
     composite = resolve_rules("lrp", K.epsilon_plus_flat() if rules is None else rules)
     bounds = _zbox_bounds(composite)
-    explainer = C.make_explainer(
+    explainer = make_explainer(
         "lrp",
         f,
         relevance("lrp", f, composite),

@@ -43,43 +43,13 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxplain import _contract as C
-from jaxplain import _jaxpr as J
-from jaxplain._lrp import propagate as P
+from jaxplain import _checks
+from jaxplain._interpret import analysis as A
+from jaxplain._interpret import program as J
 
 __all__ = ["merge_batchnorm"]
 
 _CHAIN = ("add", "sub", "mul", "div")
-
-
-def _bind(eqn, invals):
-    """Binds ``eqn`` again under its own source info, so the module path survives the rewrite."""
-    try:
-        from jax._src import source_info_util
-
-        with source_info_util.user_context(eqn.source_info.traceback, name_stack=eqn.source_info.name_stack):
-            return J.bind(eqn, invals)
-    except ImportError:  # pragma: no cover - private API moved
-        return J.bind(eqn, invals)
-
-
-def _channel_axes(eqn, k: int):
-    """(output channel axis, kernel channel axis) of a layer eqn, or None if not a plain layer."""
-    name = eqn.primitive.name
-    out_nd = len(eqn.outvars[0].aval.shape)
-    if name == "conv_general_dilated":
-        dn = eqn.params["dimension_numbers"]
-        return dn.out_spec[1], dn.rhs_spec[0]
-    (lc, rc), (lb, rb) = eqn.params["dimension_numbers"]
-    w = eqn.invars[1 - k]
-    if lb or rb:
-        return None
-    w_contract = rc if k == 0 else lc
-    free = [d for d in range(len(w.aval.shape)) if d not in w_contract]
-    if len(free) != 1:
-        return None
-    # dot_general output: lhs free dims, then rhs free dims
-    return (out_nd - 1 if k == 0 else 0), free[0]
 
 
 def _per_channel(aval_shape, out_shape, axis: int) -> bool:
@@ -92,25 +62,22 @@ def _per_channel(aval_shape, out_shape, axis: int) -> bool:
     return all(s == 1 for d, s in enumerate(shape) if d != axis)
 
 
-def _plan(jaxpr, active_in):
-    """Layer eqn index -> (k, out axis, kernel axis, chain eqn indices) for mergeable chains."""
-    active = {v for v, a in zip(jaxpr.invars, active_in) if a}
+def _plan(jaxpr, active: set):
+    """Layer eqn index -> (k, (out axis, kernel axis), chain) for mergeable chains; ``chain`` lists
+    ``(eqn index, position of its constant operand)``."""
     consumers = collections.defaultdict(list)
     for i, eqn in enumerate(jaxpr.eqns):
         for v in eqn.invars:
             if J.is_var(v):
                 consumers[v].append(i)
     outs = {v for v in jaxpr.outvars if J.is_var(v)}
-    for eqn in jaxpr.eqns:
-        if any(J.is_var(v) and v in active for v in eqn.invars):
-            active.update(eqn.outvars)
     plans = {}
     for i, eqn in enumerate(jaxpr.eqns):
         ins = [J.is_var(v) and v in active for v in eqn.invars]
-        k = P._layer_operand(eqn, ins)
+        k = A.layer_operand(eqn, ins)
         if k is None:
             continue
-        axes = _channel_axes(eqn, k)
+        axes = A.channel_axes(eqn, k)
         if axes is None:
             continue
         out_axis, _ = axes
@@ -128,85 +95,74 @@ def _plan(jaxpr, active_in):
             shape = getattr(other.aval, "shape", ())
             if e.outvars[0].aval.shape != v.aval.shape or not _per_channel(shape, v.aval.shape, out_axis):
                 break
-            chain.append(j)
+            chain.append((j, 1 if e.invars[0] is v else 0))
             v = e.outvars[0]
-        if any(jaxpr.eqns[j].primitive.name in ("mul", "div") for j in chain):
+        if any(jaxpr.eqns[j].primitive.name in ("mul", "div") for j, _ in chain):
             plans[i] = (k, axes, chain)
     return plans
 
 
-def _evaluate(jaxpr, consts, args, active_in):
-    plans = _plan(jaxpr, active_in)
-    # The merged layer is computed at its chain's last operation, when every constant is known.
-    at_end = {chain[-1]: i for i, (_, _, chain) in plans.items()}
-    skip = {j for _, _, chain in plans.values() for j in chain[:-1]} | set(plans)
-    env: dict = {}
-    active = {v for v, a in zip(jaxpr.invars, active_in) if a}
-    for v, c in zip(jaxpr.constvars, consts):
-        env[v] = c
-    for v, a in zip(jaxpr.invars, args):
-        env[v] = a
-
-    def read(v):
-        return v.val if not J.is_var(v) else env[v]
-
-    for i, eqn in enumerate(jaxpr.eqns):
-        ins = [J.is_var(v) and v in active for v in eqn.invars]
-        if any(ins):
-            active.update(eqn.outvars)
-        if i in skip:
-            continue
-        if i in at_end:
-            i = at_end[i]
-            eqn = jaxpr.eqns[i]
-            k, (out_axis, w_axis), chain = plans[i]
-            w = read(eqn.invars[1 - k])
-            scale = jnp.ones((), w.dtype)
-            shift = jnp.zeros((), w.dtype)
-            v = eqn.outvars[0]
-            for j in chain:
-                e = jaxpr.eqns[j]
-                other = read(e.invars[1] if e.invars[0] is v else e.invars[0])
-                name = e.primitive.name
-                if name == "add":
-                    shift = shift + other
-                elif name == "sub":
-                    shift = shift - other
-                elif name == "mul":
-                    scale, shift = scale * other, shift * other
-                else:
-                    scale, shift = scale / other, shift / other
-                v = e.outvars[0]
-            n = w.shape[w_axis]
-            out_nd = len(eqn.outvars[0].aval.shape)
-
-            def lift(a):  # a constant broadcastable to the output, with the output's rank
-                return jnp.reshape(a, (1,) * (out_nd - jnp.ndim(a)) + jnp.shape(a))
-
-            s_vec = jnp.broadcast_to(lift(scale), tuple(n if d == out_axis else 1 for d in range(out_nd)))
-            w_shape = [1] * w.ndim
-            w_shape[w_axis] = n
-            w_merged = (w * s_vec.reshape(w_shape)).astype(w.dtype)
-            ins_vals = [read(u) for u in eqn.invars]
-            ins_vals[1 - k] = w_merged
-            z = _bind(eqn, ins_vals)[0]
-            # the merged bias, added by the chain's last add so it keeps the module's path
-            bias = lift(shift).astype(z.dtype)
-            last = jaxpr.eqns[chain[-1]]
-            if last.primitive.name == "add":
-                env[v] = _bind(last, [z, bias])[0]
-            else:
-                env[v] = z + bias
-            continue
-        invals = [read(u) for u in eqn.invars]
-        sub = J.sub_jaxpr(eqn)
-        if any(ins) and sub is not None and eqn.primitive.name in (*J.CALLS, *J.REMAT):
-            outs = _evaluate(J.open_jaxpr(sub), J.consts_of(sub), invals, ins)
+def _merged(eqn, k, axes, chain, layer_in: list, others: list, last) -> jax.Array:
+    """The layer ``eqn`` on ``layer_in`` with the chain's constants ``others`` merged into it."""
+    out_axis, w_axis = axes
+    w = layer_in[1 - k]
+    scale = jnp.ones((), w.dtype)
+    shift = jnp.zeros((), w.dtype)
+    for e, other in zip(chain, others):
+        name = e.primitive.name
+        if name == "add":
+            shift = shift + other
+        elif name == "sub":
+            shift = shift - other
+        elif name == "mul":
+            scale, shift = scale * other, shift * other
         else:
-            outs = _bind(eqn, invals)
-        for o, val in zip(eqn.outvars, outs):
-            env[o] = val
-    return [read(v) for v in jaxpr.outvars]
+            scale, shift = scale / other, shift / other
+    n = w.shape[w_axis]
+    out_nd = len(eqn.outvars[0].aval.shape)
+
+    def lift(a):  # a constant broadcastable to the output, with the output's rank
+        return jnp.reshape(a, (1,) * (out_nd - jnp.ndim(a)) + jnp.shape(a))
+
+    s_vec = jnp.broadcast_to(lift(scale), tuple(n if d == out_axis else 1 for d in range(out_nd)))
+    w_shape = [1] * w.ndim
+    w_shape[w_axis] = n
+    ins = list(layer_in)
+    ins[1 - k] = (w * s_vec.reshape(w_shape)).astype(w.dtype)
+    z = J.bind_at_source(eqn, ins)[0]
+    # the merged bias, added by the chain's last add so it keeps the module's path
+    bias = lift(shift).astype(z.dtype)
+    return J.bind_at_source(last, [z, bias])[0] if last.primitive.name == "add" else z + bias
+
+
+def _evaluate(jaxpr, consts, args, active_in):
+    active = A.dependents(jaxpr, active_in)
+    plans = _plan(jaxpr, active)
+    # The merged layer is computed at its chain's last operation, when every constant is known:
+    # the layer's inputs and each chain member's constant are kept until then.
+    role = {}  # id(eqn) -> (the layer's eqn index, None for the layer / its constant's position)
+    for i, (_, _, chain) in plans.items():
+        role[id(jaxpr.eqns[i])] = (i, None)
+        role.update((id(jaxpr.eqns[j]), (i, pos)) for j, pos in chain)
+    kept = collections.defaultdict(list)  # layer index -> [the layer's inputs, constants...]
+
+    def step(eqn, invals):
+        if id(eqn) not in role:
+            ins = [J.is_var(v) and v in active for v in eqn.invars]
+            sub = J.sub_jaxpr(eqn)
+            if any(ins) and sub is not None and eqn.primitive.name in (*J.CALLS, *J.REMAT):
+                return _evaluate(J.open_jaxpr(sub), J.consts_of(sub), invals, ins)
+            return J.bind_at_source(eqn, invals)
+        i, pos = role[id(eqn)]
+        kept[i].append(invals if pos is None else invals[pos])
+        k, axes, chain = plans[i]
+        if jaxpr.eqns[chain[-1][0]] is not eqn:
+            return [None] * len(eqn.outvars)  # read by the next chain member only, which skips it
+        layer_in, *others = kept.pop(i)
+        chain_eqns = [jaxpr.eqns[j] for j, _ in chain]
+        return [_merged(jaxpr.eqns[i], k, axes, chain_eqns, layer_in, others, eqn)]
+
+    return J.evaluate(jaxpr, consts, args, step)
 
 
 def merge_batchnorm(f: Callable) -> Callable:
@@ -236,17 +192,13 @@ def merge_batchnorm(f: Callable) -> Callable:
       Guillemot et al. (2020), arXiv:2002.11018; Motzkus, Weber & Lapuschkin (2022), "Measurably
       Stronger Explanation Reliability via Model Canonization", ICIP.
     """
-    C.check_callable("canonizers.merge_batchnorm", "f", f)
+    _checks.check_callable("canonizers.merge_batchnorm", "f", f)
 
     @functools.wraps(f)
     def canonized(x, *args, **kwargs):
-        program = P.trace(f, x, args, kwargs)
-        active = [j in program.x_positions for j in range(len(program.dyn))]
-        leaves, _ = jax.tree_util.tree_flatten(x)
-        vals = list(program.dyn)
-        for j, leaf in zip(program.x_positions, leaves):
-            vals[j] = leaf
-        outs = _evaluate(program.closed.jaxpr, program.closed.consts, vals, active)
-        return jax.tree_util.tree_unflatten(program.out_tree, outs)
+        traced = J.trace(f, x, args, kwargs, named=True)
+        vals = traced.inputs(jax.tree_util.tree_leaves(x))
+        outs = _evaluate(traced.closed.jaxpr, traced.closed.consts, vals, traced.x_mask)
+        return jax.tree_util.tree_unflatten(traced.out_tree, outs)
 
     return canonized

@@ -110,7 +110,7 @@ class Composite(NamedTuple):
             for pattern, rule in self.paths:
                 # "stage1/*": zplus means stage1's layers, not its activations and sums
                 applies = kind in LAYER_KINDS or rule.kind in ("pass", "gradient")
-                if applies and _path_matches(pattern, path):
+                if applies and path_matches(pattern, path):
                     return rule
         if kind in LAYER_KINDS:
             for k, rule in self.first:
@@ -130,7 +130,7 @@ class Composite(NamedTuple):
         return DEFAULTS.get(kind)
 
 
-def _path_matches(pattern: str, path: str) -> bool:
+def path_matches(pattern: str, path: str) -> bool:
     """``pattern`` matches ``path`` or a trailing part of it (``"conv1"`` matches ``"VGG/conv1"``;
     Linen programs name their modules under the root module's class name)."""
     pattern = pattern.strip("/")

@@ -42,7 +42,7 @@ from typing import Any, Callable, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplain import _contract as C
+from jaxplain import _checks as C
 
 __all__ = [
     "Branch",

@@ -22,7 +22,7 @@ case                        Python loop  fori 10   fori 50
 1,000 points, exact         1.56         1.36      1.29
 ==========================  ===========  ========  ========
 
-Unlike convolutions (``jaxplain._contract``), these steps ran no slower inside a loop; the chunks
+Unlike convolutions (``jaxplain._paths``), these steps ran no slower inside a loop; the chunks
 save the per-call dispatch and host synchronization, which matter most for small problems.
 """
 
@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxplain import _contract as C
+from jaxplain import _checks as C
 from jaxplain._tsne import affinities as _aff
 from jaxplain._tsne import gradients as _grad
 from jaxplain._tsne.optimize import delta_bar_delta

@@ -22,7 +22,7 @@ from captum.attr import (  # noqa: E402
 )
 
 import jaxplain as jx  # noqa: E402
-import twins  # noqa: E402  (benchmarks/, put on sys.path by tests/parity/conftest.py)
+from tests import twins
 
 pytestmark = pytest.mark.parity
 

@@ -30,7 +30,7 @@ from sklearn.manifold import trustworthiness  # noqa: E402
 from jaxplain._tsne import affinities as A  # noqa: E402
 from jaxplain._tsne import gradients as G  # noqa: E402
 from jaxplain._tsne import tsne  # noqa: E402
-import tsne as bench  # noqa: E402  (benchmarks/tsne.py, on sys.path by tests/parity/conftest.py)
+from tests.mixtures import mixture  # noqa: E402
 
 pytestmark = pytest.mark.parity
 
@@ -44,7 +44,7 @@ def _cores():
 
 @pytest.fixture(scope="module")
 def small():
-    x, labels = bench.mixture(1000, 20, 10, seed=3)
+    x, labels = mixture(1000, 20, 10, seed=3)
     ours = A.joint_probabilities(x, perplexity=30.0)
     theirs = ot_affinity.PerplexityBasedNN(
         x, perplexity=30, method="exact", n_jobs=1, random_state=0
@@ -73,7 +73,7 @@ def test_kl_and_gradient_equal_opentsne_on_the_same_embedding(small):
 
 
 def test_quality_within_5_percent_kl_and_0_01_trustworthiness_on_10000_points():
-    x, _ = bench.mixture(10_000, 50, 10, seed=0)
+    x, _ = mixture(10_000, 50, 10, seed=0)
     y_ours, info = tsne(x, key=jax.random.key(0), progress=False, return_info=True)
     y_ours = np.asarray(y_ours)
     emb = openTSNE.TSNE(n_jobs=_cores(), random_state=0).fit(x)

@@ -40,8 +40,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-import resnet_twins  # noqa: E402  (benchmarks/, put on sys.path by tests/parity/conftest.py)
-import twins  # noqa: E402
+from tests import resnet_twins
+from tests import twins
 
 try:
     resnet_twins.import_zennit()

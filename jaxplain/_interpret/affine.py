@@ -28,11 +28,12 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxplain import _jaxpr as J
-from jaxplain._jaxpr import bind as _bind
-from jaxplain._jaxpr import is_float as _is_float
-from jaxplain._jaxpr import is_var as _is_var
-from jaxplain._jaxpr import trace as _trace
+from jaxplain._interpret import program as J
+from jaxplain._interpret.analysis import dependents
+from jaxplain._interpret.program import bind as _bind
+from jaxplain._interpret.program import is_float as _is_float
+from jaxplain._interpret.program import is_var as _is_var
+from jaxplain._interpret.program import trace as _trace
 
 __all__ = ["Split", "split"]
 
@@ -79,12 +80,12 @@ def _exact_cast(src, dst) -> bool:
     return b.nmant >= a.nmant and b.maxexp >= a.maxexp and b.minexp <= a.minexp
 
 
-def _kind(eqn, kinds: list[str]) -> str:
-    """'C' (independent of x), 'A' (affine in x) or 'N' (anything else) for one operation."""
-    dependent = [k != "C" for k in kinds]
+def _kind(eqn, dependent: list[bool], nonaffine_in: bool) -> str:
+    """'C' (independent of x), 'A' (affine in x) or 'N' (anything else) for one operation, given
+    which operands depend on x and whether any of them is not affine in x."""
     if not any(dependent):
         return "C"
-    if "N" in kinds or not all(_is_float(v) for v in eqn.outvars):
+    if nonaffine_in or not all(_is_float(v) for v in eqn.outvars):
         return "N"
     if any(d and not _is_float(v) for v, d in zip(eqn.invars, dependent)):
         return "N"
@@ -119,15 +120,14 @@ def split(f: Callable, x: Any, args: tuple = (), kwargs: dict | None = None) -> 
         return None
     out_tree = traced.out_tree
 
-    kind: dict = {}
-    for v in jaxpr.constvars:
-        kind[v] = "C"
-    for j, v in enumerate(jaxpr.invars):
-        kind[v] = "A" if j in x_positions else "C"
-    kinds_of = lambda eqn: [kind[v] if _is_var(v) else "C" for v in eqn.invars]
+    x_mask = [j in x_positions for j in range(len(jaxpr.invars))]
+    dep = dependents(jaxpr, x_mask)
+    kind: dict = {v: "A" if x else "C" for v, x in zip(jaxpr.invars, x_mask)}
+    kind.update((v, "C") for v in jaxpr.constvars)
     eqn_kind = []
     for eqn in jaxpr.eqns:
-        k = _kind(eqn, kinds_of(eqn))
+        ins = [_is_var(v) and v in dep for v in eqn.invars]
+        k = _kind(eqn, ins, any(_is_var(v) and kind.get(v) == "N" for v in eqn.invars))
         eqn_kind.append(k)
         for v in eqn.outvars:
             kind[v] = k
