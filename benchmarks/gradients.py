@@ -1,6 +1,6 @@
 """Speed of the gradient family: integrated gradients and SmoothGrad vs their floor and Captum.
 
-On the 4-conv CNN of benchmarks/twins.py (32x32x3 input, channels 16-32-32-32, 10 classes),
+On the 4-conv CNN of tests/twins.py (32x32x3 input, channels 16-32-32-32, 10 classes),
 batch ``--batch`` (64) and ``--steps`` (50) path points / noise samples, in two phases:
 
 1. Sweep (each configuration timed on its own): one batched gradient
@@ -8,7 +8,7 @@ batch ``--batch`` (64) and ``--steps`` (50) path points / noise samples, in two 
    ``jax.jit(jax.vmap(jx.integrated_gradients(f, steps=S, batch_size=k)))(xs, ts)`` and SmoothGrad
    of the gradient (``samples=S, relative=False, sigma=0.15``) for each ``k`` of ``--sweep``, as
    time / floor (floor = ``S`` x one batched gradient: the work both must do); each row says how
-   the chunks run (unrolled, or a ``lax.scan`` past ``jaxplain._contract.MAX_UNROLLED_CHUNKS``);
+   the chunks run (unrolled, or a ``lax.scan`` past ``jaxplain._paths.MAX_UNROLLED_CHUNKS``);
    when torch and captum import, Captum's ``IntegratedGradients`` (gausslegendre, same ``n_steps``)
    and ``NoiseTunnel(Saliency(abs=False))`` for each of ``--captum-batches``.
 2. Head to head: the jax gradient, IG and SmoothGrad at their best ``batch_size``, compiled with
@@ -47,7 +47,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 import jaxplain as jx  # noqa: E402
-from jaxplain import _contract  # noqa: E402
+from jaxplain import _paths  # noqa: E402
 
 from tests import twins  # noqa: E402
 
@@ -138,7 +138,7 @@ def _chunking(k: int | None, steps: int, batch: int) -> str:
     if k is None or k >= steps:
         return f"all at once ({batch * steps} img)"
     chunks = math.ceil(steps / k)
-    how = "unrolled" if chunks <= _contract.MAX_UNROLLED_CHUNKS else "lax.scan"
+    how = "unrolled" if chunks <= _paths.MAX_UNROLLED_CHUNKS else "lax.scan"
     return f"{chunks} chunks of {batch * k} img, {how}"
 
 
@@ -150,7 +150,7 @@ def main(argv=None) -> list[dict]:
     """Runs the benchmark; returns one dict per row (see benchmarks/run.py for the columns)."""
     a = parse_args(argv)
     if a.max_unrolled is not None:
-        _contract.MAX_UNROLLED_CHUNKS = a.max_unrolled
+        _paths.MAX_UNROLLED_CHUNKS = a.max_unrolled
     B, S = a.batch, a.steps
     rows: list[dict] = []
 
@@ -180,7 +180,7 @@ def main(argv=None) -> list[dict]:
     keys = jax.random.split(jax.random.key(0), B)
     tuned = jx.compiler_options()
     _log(f"batch {B}, steps/samples {S}, {a.size}x{a.size}x3 4-conv CNN, MAX_UNROLLED_CHUNKS="
-         f"{_contract.MAX_UNROLLED_CHUNKS}, jx.compiler_options() = {tuned}")
+         f"{_paths.MAX_UNROLLED_CHUNKS}, jx.compiler_options() = {tuned}")
 
     # -- 1. sweep: one batched gradient (and larger batches), then IG / SmoothGrad per batch_size
     timing = dict(repeats=a.repeats, budget=a.budget)

@@ -1,6 +1,6 @@
 """Speed of the layer family: Grad-CAM and layer attributions vs one batched gradient.
 
-On the 4-conv CNN of benchmarks/twins.py (32x32x3, channels 16-32-32-32), batch ``--batch`` (64),
+On the 4-conv CNN of tests/twins.py (32x32x3, channels 16-32-32-32), batch ``--batch`` (64),
 split at the last convolution's output with ``features=`` / ``head=`` (the Flax layer-path form
 traces to the same program):
 

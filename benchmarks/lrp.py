@@ -1,6 +1,6 @@
 """Speed of LRP: ``jaxplain.lrp`` vs one batched gradient, and Zennit vs torch's gradient.
 
-On the 4-conv CNN of benchmarks/twins.py (32x32x3 input, channels 16-32-32-32, 10 classes),
+On the 4-conv CNN of tests/twins.py (32x32x3 input, channels 16-32-32-32, 10 classes),
 batch ``--batch`` (64) of standard normal images with per-example target classes:
 
 * ``jax gradient (1 batch)``: ``jax.jit(jax.vmap(jax.grad(f)))(xs, ts)``, the unit of cost;

@@ -94,7 +94,10 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--size", type=int, default=32)
+    p.add_argument("--quick", action="store_true", help="a smoke run: batch 4, 16x16 inputs")
     args = p.parse_args(argv)
+    if args.quick:
+        args.batch, args.size = 4, 16
     rows = []
     for name, model in (
         ("VGG (relu, avg_pool, GAP)", zoo.VGG(features=(16, 32), classes=10)),
@@ -131,7 +134,13 @@ def main(argv=None):
     print(f"{'model':36s} {'design':22s} {'conservation err':>16s} {'compile+run s':>13s} {'run ms':>8s}")
     for name, design, err, first, t in rows:
         print(f"{name:36s} {design:22s} {err:16.2e} {first:13.2f} {1e3 * t:8.1f}")
-    return rows
+    # rows for benchmarks/run.py's table: the time of one batch; ratio = the conservation error
+    return [
+        dict(family="lrp_design", benchmark=f"{name}: {design}", config=f"batch {args.batch}",
+             compile_s=first, time_s=t, n=None, images_per_s=args.batch / t, ratio=err,
+             ratio_of="|sum(R) - f(x)| / |f(x)|")
+        for name, design, err, first, t in rows
+    ]
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Runs every benchmark family in this folder and prints one combined table.
 
 A family is a ``benchmarks/*.py`` script that defines ``main(argv=None) -> list[dict]`` (one dict
-per measured row). Helpers such as ``twins.py`` and this file are not families.
+per measured row). This file is not a family; the twin models live in ``tests/twins.py``.
 
 Usage::
 

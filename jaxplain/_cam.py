@@ -54,12 +54,12 @@ def _spatial(name: str, a: Any) -> jax.Array:
     return jnp.reshape(a, shape[-3:])
 
 
-def _image_size(name: str, x: Any) -> tuple[int, int]:
+def _image_size(name: str, x: Any, fix: str = "Pass upsample=False to get the layer-sized map.") -> tuple[int, int]:
     if not isinstance(x, jax.Array) or jnp.ndim(x) < 2:
         what = f"shape {jnp.shape(x)}" if isinstance(x, jax.Array) else type(x).__name__
         raise ValueError(
             f"jaxplain.{name}: resizing the map to the input needs x to be one image of shape "
-            f"(H, W, C) or (H, W), got {what}. Pass upsample=False to get the layer-sized map."
+            f"(H, W, C) or (H, W), got {what}. {fix}"
         )
     return tuple(jnp.shape(x)[:2])
 
@@ -415,7 +415,8 @@ def guided_grad_cam(
     guided = guided_backprop(full)
 
     def core(x, *args, **kwargs):
-        size = _image_size(name, x)
+        size = _image_size(name, x, "Guided Grad-CAM multiplies the map with the input's gradient, "
+                           "so it needs one image; for other inputs use jaxplain.grad_cam(..., upsample=False).")
         m, _, _ = _weighted_map(name, sp, x, args, kwargs, _grad_cam_weights)
         m = _resize(jax.nn.relu(m), size, interpolation)
         gb = guided(x, *args, **kwargs)

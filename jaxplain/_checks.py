@@ -49,8 +49,7 @@ def check_callable(where: str, name: str, value: Any) -> None:
 def check_bool(where: str, name: str, value: Any) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(
-            f"jaxplain.{where}: {name} must be a bool (True or False), got "
-            f"{type(value).__name__} {value!r}."
+            f"jaxplain.{where}: {name} must be True or False, got {type(value).__name__} {value!r}."
         )
     return bool(value)
 
@@ -215,8 +214,8 @@ def check_finite(where: str, name: str, arr: Any) -> None:
         return
     bad = int(np.size(arr) - np.count_nonzero(np.isfinite(np.asarray(arr))))
     raise ValueError(
-        f"jaxplain.{where}: {name} (shape {tuple(np.shape(arr))}) contains NaN or Inf ({bad} "
-        f"value(s)); replace them first, e.g. jnp.nan_to_num({name})."
+        f"jaxplain.{where}: {name} contains NaN or Inf ({bad} value(s), shape "
+        f"{tuple(np.shape(arr))}); replace them first, e.g. jnp.nan_to_num({name})."
     )
 
 

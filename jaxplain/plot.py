@@ -46,7 +46,7 @@ from matplotlib.axes import Axes
 import numpy as np
 from scipy import ndimage
 
-from jaxplain import _checks as C
+from jaxplain import _checks
 from jaxplain._tsne.plot import scatter as scatter
 
 __all__ = [
@@ -74,48 +74,18 @@ _CBAR = {"fraction": 0.046, "pad": 0.04}  # the lecture's colour bar: as tall as
 
 def _array(fn: str, name: str, value: Any) -> np.ndarray:
     """``value`` as a finite float64 NumPy array, or a TypeError/ValueError naming it."""
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            f"jaxplain.plot.{fn}: {name} is a traced JAX value ({value}); plots need concrete "
-            f"arrays. Return the attribution from the jitted/vmapped function and plot the result."
-        )
-    if value is None or isinstance(value, (str, bytes, Mapping)):
-        raise TypeError(
-            f"jaxplain.plot.{fn}: {name} must be a NumPy or JAX array of real numbers, got "
-            f"{type(value).__name__} {value!r:.80}."
-        )
-    try:
-        a = np.asarray(value)
-    except Exception as e:  # ragged lists and the like
-        raise TypeError(
-            f"jaxplain.plot.{fn}: {name} could not be read as an array ({type(value).__name__}: "
-            f"{e}); pass a NumPy or JAX array of real numbers."
-        ) from None
-    if not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)
-            or a.dtype == np.bool_):
-        raise TypeError(
-            f"jaxplain.plot.{fn}: {name} must hold real numbers, got dtype {a.dtype} "
-            f"(shape {a.shape}). Pass a float array, e.g. np.asarray(x, dtype=float)."
-        )
+    where = f"plot.{fn}"
+    a = np.asarray(_checks.check_array(where, name, value, expected="a NumPy or JAX array of real numbers",
+                                 concrete=True))
     if a.size == 0:
         raise ValueError(f"jaxplain.plot.{fn}: {name} is empty (shape {a.shape}); nothing to plot.")
     a = a.astype(np.float64)
-    bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
-    if bad:
-        raise ValueError(
-            f"jaxplain.plot.{fn}: {name} (shape {a.shape}) holds {bad} NaN or Inf value(s); "
-            f"replace them first, e.g. np.nan_to_num(x)."
-        )
+    _checks.check_finite(where, name, a)
     return a
 
 
 def _check_bool(fn: str, name: str, value: Any) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(
-            f"jaxplain.plot.{fn}: {name} must be True or False, got {type(value).__name__} "
-            f"{value!r}."
-        )
-    return bool(value)
+    return _checks.check_bool(f"plot.{fn}", name, value)
 
 
 def _check_signed(fn: str, value: Any) -> bool | None:
@@ -130,7 +100,7 @@ def _check_signed(fn: str, value: Any) -> bool | None:
 
 
 def _check_unit(fn: str, name: str, value: Any) -> float:
-    value = C.check_float(f"plot.{fn}", name, value, minimum=0.0)
+    value = _checks.check_float(f"plot.{fn}", name, value, minimum=0.0)
     if value > 1.0:
         raise ValueError(f"jaxplain.plot.{fn}: {name} must be in [0, 1], got {value}.")
     return value
@@ -197,7 +167,7 @@ def reduce_channels(attr: Any, how: str = "abs_max", *, axis: int = -1) -> np.nd
       Smilkov, Thorat, Kim, Viegas & Wattenberg (2017), "SmoothGrad: removing noise by adding
       noise", arXiv:1706.03825 (``abs_sum``).
     """
-    how = C.check_choice("plot.reduce_channels", "how", how, REDUCTIONS)
+    how = _checks.check_choice("plot.reduce_channels", "how", how, REDUCTIONS)
     a = _array("reduce_channels", "attr", attr)
     if a.ndim == 2:
         return a
@@ -292,7 +262,7 @@ def smooth(a: Any, sigma: float) -> np.ndarray:
     References:
       xai-lecture-10-cnns (the seed lecture): Gaussian smoothing of gradient maps before overlaying; Smilkov et al. (2017), "SmoothGrad", arXiv:1706.03825, on visual noise in gradient maps.
     """
-    sigma = C.check_float("plot.smooth", "sigma", sigma, minimum=0.0)
+    sigma = _checks.check_float("plot.smooth", "sigma", sigma, minimum=0.0)
     a = _array("smooth", "a", a)
     if a.ndim != 2:
         raise ValueError(
@@ -348,7 +318,7 @@ def _prepare_map(fn, attr, reduce, signed, clip, smooth_sigma):
     """Runs the recipe; returns the final map and whether it is drawn signed."""
     signed = _check_signed(fn, signed)
     clip = _check_clip(fn, clip)
-    sigma = C.check_float(f"plot.{fn}", "smooth_sigma", smooth_sigma, minimum=0.0)
+    sigma = _checks.check_float(f"plot.{fn}", "smooth_sigma", smooth_sigma, minimum=0.0)
     keeps_sign = reduce in (None, "sum")
     if reduce is None:
         a = _array(fn, "attr", attr)
@@ -361,7 +331,7 @@ def _prepare_map(fn, attr, reduce, signed, clip, smooth_sigma):
                 f"{', '.join(REDUCTIONS)}) to reduce the channels."
             )
     else:
-        reduce = C.check_choice(f"plot.{fn}", "reduce", reduce, REDUCTIONS)
+        reduce = _checks.check_choice(f"plot.{fn}", "reduce", reduce, REDUCTIONS)
         a = _array(fn, "attr", attr)
         if a.ndim != 2 and a.ndim != 3:
             raise ValueError(
@@ -622,9 +592,9 @@ def gallery(
     fn = "gallery"
     overlay = _check_bool(fn, "overlay", overlay)
     colorbar = _check_bool(fn, "colorbar", colorbar)
-    dpi = C.check_int(f"plot.{fn}", "dpi", dpi, minimum=1)
-    width = C.check_int(f"plot.{fn}", "max_cols_title_len", max_cols_title_len, minimum=1)
-    cell = C.check_float(f"plot.{fn}", "cell_size", cell_size, minimum=0.0)
+    dpi = _checks.check_int(f"plot.{fn}", "dpi", dpi, minimum=1)
+    width = _checks.check_int(f"plot.{fn}", "max_cols_title_len", max_cols_title_len, minimum=1)
+    cell = _checks.check_float(f"plot.{fn}", "cell_size", cell_size, minimum=0.0)
     if cell == 0.0:
         raise ValueError(f"jaxplain.plot.{fn}: cell_size must be > 0 inches, got {cell_size!r}.")
     imgs, integer = _image(fn, "images", images)

@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplain import _checks as C
+from jaxplain import _checks
 
 __all__ = ["PCA", "CCA", "pca", "cca", "svcca", "pwcca", "cka", "KERNELS"]
 
@@ -107,16 +107,9 @@ class CCA(NamedTuple):
 
 
 def _matrix(fn: str, name: str, value: Any) -> jax.Array:
-    if value is None or isinstance(value, (str, bytes, dict)):
-        raise TypeError(
-            f"jaxplain.similarity.{fn}: {name} must be an array of activations (n_inputs, "
-            f"n_neurons), got {type(value).__name__}."
-        )
-    a = value if isinstance(value, jax.Array) else jnp.asarray(np.asarray(value))
-    if not (jnp.issubdtype(a.dtype, jnp.floating) or jnp.issubdtype(a.dtype, jnp.integer)):
-        raise TypeError(
-            f"jaxplain.similarity.{fn}: {name} must hold real numbers, got dtype {a.dtype}."
-        )
+    where = f"similarity.{fn}"
+    a = _checks.check_array(where, name, value, expected="an array of activations (n_inputs, n_neurons)")
+    a = a if isinstance(a, jax.Array) else jnp.asarray(a)
     if a.ndim < 2:
         raise ValueError(
             f"jaxplain.similarity.{fn}: {name} must be (n_inputs, n_neurons) (or (n_inputs, ...), "
@@ -130,11 +123,7 @@ def _matrix(fn: str, name: str, value: Any) -> jax.Array:
     if not jnp.issubdtype(a.dtype, jnp.floating):
         a = a.astype(jnp.result_type(float))
     a = a.reshape(a.shape[0], -1)
-    if not C.all_finite(a):
-        raise ValueError(
-            f"jaxplain.similarity.{fn}: {name} contains NaN or Inf; replace them first, e.g. "
-            f"jnp.nan_to_num({name})."
-        )
+    _checks.check_finite(where, name, a)
     return a
 
 
@@ -153,7 +142,7 @@ def _pair(fn: str, x: Any, y: Any) -> tuple[jax.Array, jax.Array]:
 def _rtol(fn: str, rtol: Any, shape) -> float:
     if rtol is None:
         return float(max(shape)) * float(np.finfo(np.float32).eps)
-    return C.check_float(f"similarity.{fn}", "rtol", rtol, minimum=0.0)
+    return _checks.check_float(f"similarity.{fn}", "rtol", rtol, minimum=0.0)
 
 
 def _centre(a: jax.Array) -> jax.Array:
@@ -215,7 +204,7 @@ def pca(x: Any, n_components: int | float | None = None) -> PCA:
                 f"in (0, 1); got {n_components}. Pass an int for a number of components."
             )
     else:
-        k = C.check_int("similarity.pca", "n_components", n_components, minimum=1)
+        k = _checks.check_int("similarity.pca", "n_components", n_components, minimum=1)
         if k > kmax:
             raise ValueError(
                 f"jaxplain.similarity.pca: n_components must be <= min(n, p) = {kmax} for x of "
@@ -496,8 +485,8 @@ def cka(
       Gretton, Bousquet, Smola & Schölkopf (2005), "Measuring Statistical Dependence with
       Hilbert-Schmidt Norms", ALT (HSIC).
     """
-    kernel = C.check_choice("similarity.cka", "kernel", kernel, KERNELS)
-    threshold = C.check_float("similarity.cka", "threshold", threshold, minimum=0.0)
+    kernel = _checks.check_choice("similarity.cka", "kernel", kernel, KERNELS)
+    threshold = _checks.check_float("similarity.cka", "threshold", threshold, minimum=0.0)
     if threshold <= 0:
         raise ValueError(f"jaxplain.similarity.cka: threshold must be > 0, got {threshold}.")
     x, y = _pair("cka", x, y)

@@ -50,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx, traverse_util
 
-from jaxplain import _checks as C
+from jaxplain import _checks
 
 __all__ = [
     "MLP",
@@ -78,7 +78,7 @@ def _check_widths(name: str, features: Any, *, allow_empty: bool) -> tuple[int, 
             f"jaxplain.zoo.{name}: features must be a sequence of ints (one width per layer or "
             f"stage), e.g. (16, 32), got {type(features).__name__} {features!r}."
         )
-    widths = tuple(C.check_int(f"zoo.{name}", "each width in features", w, minimum=1)
+    widths = tuple(_checks.check_int(f"zoo.{name}", "each width in features", w, minimum=1)
                    for w in features)
     if not widths and not allow_empty:
         raise ValueError(
@@ -285,7 +285,7 @@ class ResNet(nn.Module):
     @nn.compact
     def __call__(self, x, train: bool = False):
         widths = _check_widths("ResNet", self.features, allow_empty=False)
-        blocks = C.check_int("zoo.ResNet", "blocks", self.blocks, minimum=1)
+        blocks = _checks.check_int("zoo.ResNet", "blocks", self.blocks, minimum=1)
         x = nn.Conv(widths[0], (3, 3), use_bias=False, name="stem_conv")(x)
         x = nn.BatchNorm(
             use_running_average=not train, momentum=_BN_MOMENTUM, epsilon=_BN_EPSILON,
@@ -339,8 +339,8 @@ class MLPNNX(nnx.Module):
         rngs: nnx.Rngs,
     ):
         widths = _check_widths("MLPNNX", features, allow_empty=True)
-        classes = C.check_int("zoo.MLPNNX", "classes", classes, minimum=1)
-        C.check_callable("zoo.MLPNNX", "act", act)
+        classes = _checks.check_int("zoo.MLPNNX", "classes", classes, minimum=1)
+        _checks.check_callable("zoo.MLPNNX", "act", act)
         _check_rngs("MLPNNX", rngs)
         shape = (in_shape,) if isinstance(in_shape, (int, np.integer)) else in_shape
         if not isinstance(shape, Sequence) or not all(
@@ -406,9 +406,9 @@ class VGGNNX(nnx.Module):
         rngs: nnx.Rngs,
     ):
         widths = _check_widths("VGGNNX", features, allow_empty=False)
-        classes = C.check_int("zoo.VGGNNX", "classes", classes, minimum=1)
-        width_in = C.check_int("zoo.VGGNNX", "in_features", in_features, minimum=1)
-        C.check_callable("zoo.VGGNNX", "act", act)
+        classes = _checks.check_int("zoo.VGGNNX", "classes", classes, minimum=1)
+        width_in = _checks.check_int("zoo.VGGNNX", "in_features", in_features, minimum=1)
+        _checks.check_callable("zoo.VGGNNX", "act", act)
         _check_rngs("VGGNNX", rngs)
         self.act = act
         self.depth = len(widths)
@@ -506,10 +506,10 @@ class ResNetNNX(nnx.Module):
         rngs: nnx.Rngs,
     ):
         widths = _check_widths("ResNetNNX", features, allow_empty=False)
-        blocks = C.check_int("zoo.ResNetNNX", "blocks", blocks, minimum=1)
-        classes = C.check_int("zoo.ResNetNNX", "classes", classes, minimum=1)
-        in_features = C.check_int("zoo.ResNetNNX", "in_features", in_features, minimum=1)
-        C.check_callable("zoo.ResNetNNX", "act", act)
+        blocks = _checks.check_int("zoo.ResNetNNX", "blocks", blocks, minimum=1)
+        classes = _checks.check_int("zoo.ResNetNNX", "classes", classes, minimum=1)
+        in_features = _checks.check_int("zoo.ResNetNNX", "in_features", in_features, minimum=1)
+        _checks.check_callable("zoo.ResNetNNX", "act", act)
         _check_rngs("ResNetNNX", rngs)
         self.act = act
         self.depth = len(widths)
@@ -727,8 +727,8 @@ def make(name: str, framework: str = "linen", **kwargs: Any) -> nn.Module | nnx.
     References:
       Simonyan & Zisserman (2015), ICLR (VGG); He, Zhang, Ren & Sun (2016), "Deep Residual Learning for Image Recognition", CVPR (ResNet).
     """
-    name = C.check_choice("zoo.make", "name", name, NAMES)
-    framework = C.check_choice("zoo.make", "framework", framework, ("linen", "nnx"))
+    name = _checks.check_choice("zoo.make", "name", name, NAMES)
+    framework = _checks.check_choice("zoo.make", "framework", framework, ("linen", "nnx"))
     linen_type = {"mlp": MLP, "vgg": VGG, "resnet": ResNet}[name]
     if framework == "linen":
         return linen_type(**kwargs)

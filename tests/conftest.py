@@ -10,3 +10,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+
+@pytest.fixture
+def x64():
+    """Runs the test with 64-bit floats enabled."""
+    with jax.enable_x64(True):
+        yield

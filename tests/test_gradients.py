@@ -48,29 +48,6 @@ def test_riemann_left_right_have_their_known_bias():
     np.testing.assert_allclose(right, [500.0, 25.0 + 25.0 / n], rtol=1e-6)
 
 
-# ----------------------------------------------------------------------------- quadrature
-
-
-@pytest.mark.parametrize("method", _paths.IG_METHODS)
-@pytest.mark.parametrize("n", [2, 7, 50])
-def test_quadrature_weights_sum_to_one_and_lie_in_unit_interval(method, n):
-    a, w = jx.quadrature(method, n)
-    assert a.shape == w.shape == (n,)
-    assert np.all((a >= 0) & (a <= 1))
-    np.testing.assert_allclose(w.sum(), 1.0, rtol=1e-12)
-
-
-def test_quadrature_exactness():
-    a, w = jx.quadrature("gausslegendre", 5)  # exact up to degree 9
-    for d in range(10):
-        np.testing.assert_allclose(np.sum(w * a**d), 1.0 / (d + 1), rtol=1e-12)
-    a, w = jx.quadrature("riemann_trapezoid", 5)
-    np.testing.assert_allclose(a, [0, 0.25, 0.5, 0.75, 1.0])
-    np.testing.assert_allclose(w, [0.125, 0.25, 0.25, 0.25, 0.125])
-    a, w = jx.quadrature("riemann_middle", 4)
-    np.testing.assert_allclose(a, [0.125, 0.375, 0.625, 0.875])
-
-
 # ----------------------------------------------------------------------------- axioms on CNNs
 
 
@@ -441,3 +418,14 @@ def test_non_scalar_f_names_the_shape_and_the_fix(make):
 def test_repr_names_method_and_options():
     r = repr(jx.integrated_gradients(_f, steps=7))
     assert r.startswith("jaxplain.integrated_gradients(_f") and "steps=7" in r
+
+
+def test_smoothgrad_of_the_model_function_itself_raises():
+    """smoothgrad wraps an explainer; given f (a scalar per example) it used to average f."""
+    f = lambda v: jnp.sum(v ** 2)
+    with pytest.raises(TypeError, match=r"returned a scalar for x of shape \(3,\).*smoothgrad\(jaxplain.gradient\(f\)\)"):
+        jx.smoothgrad(f, samples=3)(jnp.ones(3), key=KEY)
+    # attributions shaped otherwise (a map of x, or several outputs) are averaged as they are
+    rows = lambda v: jnp.sum(jx.gradient(f)(v), axis=-1)
+    out = jx.smoothgrad(rows, samples=4, sigma=0.0)(jnp.ones((2, 3)), key=KEY)
+    np.testing.assert_allclose(out, [6.0, 6.0])

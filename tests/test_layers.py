@@ -1,4 +1,4 @@
-"""Layer taps, layer and neuron attribution: axioms at the layer, references, Linen = NNX, errors."""
+"""Layer and neuron attribution: axioms at the layer, references, Linen = NNX, errors."""
 
 import doctest
 
@@ -47,14 +47,6 @@ def mlp():
 
 def test_doctests_run():
     assert doctest.testmod(_layers).failed == 0
-    assert doctest.testmod(_taps).failed == 0
-
-
-def test_layers_lists_paths_and_shapes(mlp):
-    _, _, f, f_nnx, xs = mlp
-    assert jx.layers(f, xs[0], 1) == {"fc1": (1, 6), "fc2": (1, 5), "out": (1, 3)}
-    # an f made by jaxplain.flax adds the batch axis itself: its layers are per example
-    assert jx.layers(f_nnx, xs[0], 1) == {"fc1": (6,), "fc2": (5,), "out": (3,)}
 
 
 def test_activation_matches_capture_intermediates(mlp):
@@ -175,3 +167,44 @@ def test_errors(mlp):
         jx.neuron_gradient(f, layer="fc1", neuron=(3,))(xs[0], 0)
     with pytest.raises(ValueError, match="steps must be >= 1"):
         jx.layer_conductance(f, layer="fc1", steps=0)
+
+
+def test_an_out_of_range_neuron_raises_naming_the_layer_shape(mlp):
+    """JAX clamps out-of-range indices to the edge; a neuron index never is: it raises."""
+    _, _, f, f_nnx, xs = mlp
+    for index in ((0, 6), (1, 0), (0, -7)):
+        for make in (jx.neuron_gradient, jx.neuron_integrated_gradients, jx.neuron_conductance):
+            with pytest.raises(ValueError, match=r"out of range for the layer's output of shape \(1, 6\)"):
+                make(f, layer="fc1", neuron=index)(xs[0], 0)
+    with pytest.raises(ValueError, match=r"out of range for the layer's output of shape \(6,\)"):
+        jx.neuron_gradient(f_nnx, layer="fc1", neuron=(6,))(xs[0], 0)
+    # the last unit and negative indices from the end are in range, and mean what they say
+    np.testing.assert_allclose(
+        jx.neuron_gradient(f, layer="fc1", neuron=(0, -1))(xs[0], 0),
+        jx.neuron_gradient(f, layer="fc1", neuron=(0, 5))(xs[0], 0),
+    )
+    np.testing.assert_allclose(
+        jx.neuron_gradient(f_nnx, layer="fc1", neuron=(5,))(xs[0], 0),
+        jx.neuron_gradient(f, layer="fc1", neuron=(0, 5))(xs[0], 0), rtol=1e-5, atol=1e-7,
+    )
+
+
+def test_adapter_made_f_gives_per_example_layer_attributions(mlp):
+    """from_linen / from_nnx add the batch axis themselves: their layers come without it, and
+    every layer method's attribution equals the hand-written closure's with that axis dropped."""
+    model, v, f, f_nnx, xs = mlp
+    f_linen = jxf.from_linen(model, v)
+    x = xs[0]
+    for g in (f_linen, f_nnx):
+        for ex in (
+            lambda h: jx.layer_activation(h, layer="fc2"),
+            lambda h: jx.layer_gradient_x_activation(h, layer="fc2"),
+            lambda h: jx.layer_integrated_gradients(h, layer="fc1", steps=8),
+            lambda h: jx.layer_conductance(h, layer="fc1", steps=8),
+            lambda h: jx.internal_influence(h, layer="fc2", steps=8),
+        ):
+            ours, hand = ex(g)(x, 1), ex(f)(x, 1)
+            assert ours.shape == hand.shape[1:]
+            np.testing.assert_allclose(ours, hand[0], rtol=1e-5, atol=1e-6)
+        got = jax.jit(jax.vmap(jx.layer_integrated_gradients(g, layer="fc1", steps=8)))(xs, jnp.ones(5, int))
+        assert got.shape == (5, 6)

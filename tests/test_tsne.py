@@ -17,7 +17,7 @@ import pytest  # noqa: E402
 from jaxplain import _tsne  # noqa: E402
 from jaxplain._tsne import TSNE, tsne  # noqa: E402
 from jaxplain._tsne import affinities as A  # noqa: E402
-from jaxplain._tsne import api, gradients as G, optimize, plot  # noqa: E402
+from jaxplain._tsne import api, estimator, gradients as G, optimize, plot  # noqa: E402
 
 KEY = jax.random.key(0)
 
@@ -37,7 +37,7 @@ def _close_figures():
 
 
 def test_doctests_run():
-    for module in (_tsne, A, G, optimize, api, plot):
+    for module in (_tsne, A, G, optimize, api, estimator, plot):
         assert doctest.testmod(module).failed == 0, module.__name__
 
 

@@ -254,7 +254,7 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     key = ("scope", id(jaxpr), tuple(active_in), tuple(nonneg_in or ()))
     if key in memo:
         return memo[key][1]
-    active: set = {v for v, a in zip(jaxpr.invars, active_in) if a and P.is_float(v)}
+    active = dependents(jaxpr, active_in, floats=True)
     root: dict = {}  # region member var -> the region's root var
     member_eqn: dict = {}  # region member var -> index of the eqn producing it
     flags: set = set()
@@ -286,9 +286,6 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
         flag_in = [P.is_var(v) and v in flags for v in eqn.invars]
         if not any(ins) and not any(flag_in):
             continue
-        for o in eqn.outvars:
-            if P.is_float(o) and any(ins):
-                active.add(o)
         if len(eqn.outvars) != 1 or not P.is_float(eqn.outvars[0]) or not any(ins):
             # a predicate, or a value computed from predicates only (x > 0 cast to float)
             if len(eqn.outvars) == 1 and is_elementwise(eqn, [a or b for a, b in zip(ins, flag_in)], memo):
@@ -419,21 +416,10 @@ def _fuse_bias(jaxpr, i, k, consumers, outs, active) -> Layer:
     if (
         add.primitive.name == "add"
         and len(other) == 1
-        and not (P.is_var(other[0]) and _depends(other[0], jaxpr, i, users[0], active))
+        and not (P.is_var(other[0]) and other[0] in active)
     ):
         return plain._replace(add=users[0], chain=tuple(chain))
     return plain
-
-
-def _depends(v, jaxpr, lo: int, hi: int, active: set) -> bool:
-    """Whether ``v`` (defined anywhere before eqn ``hi``) depends on x; values defined between
-    ``lo`` and ``hi`` are not classified yet, so look at what they are computed from."""
-    if v in active:
-        return True
-    for eqn in jaxpr.eqns[lo + 1 : hi]:
-        if v in eqn.outvars:
-            return any(P.is_var(u) and _depends(u, jaxpr, lo, hi, active) for u in eqn.invars)
-    return False
 
 
 def _region(jaxpr, v, root: dict, member_eqn: dict, active: set, memo: dict) -> Region:

@@ -42,7 +42,7 @@ from typing import Any, Callable, NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from jaxplain import _checks as C
+from jaxplain import _checks
 
 __all__ = [
     "Branch",
@@ -245,7 +245,7 @@ def _check_stabilizer(name: str, value: Any, option: str = "stabilizer") -> Any:
             f"jaxplain.rules.{name}: {option} must be a number >= 0 or a function z -> stabilized "
             f"z, got {type(value).__name__} {value!r}."
         )
-    return C.check_float(f"rules.{name}", option, value, minimum=0.0)
+    return _checks.check_float(f"rules.{name}", option, value, minimum=0.0)
 
 
 def check_configured(rule: "Rule", who: str) -> "Rule":
@@ -259,7 +259,7 @@ def check_configured(rule: "Rule", who: str) -> "Rule":
 
 
 def _check_number(name: str, option: str, value: Any, minimum: float = 0.0) -> float:
-    return C.check_float(f"rules.{name}", option, value, minimum=minimum)
+    return _checks.check_float(f"rules.{name}", option, value, minimum=minimum)
 
 
 def _no_options(name: str, options: dict) -> None:

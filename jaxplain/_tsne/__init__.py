@@ -3,14 +3,14 @@ the functional :func:`tsne` and the scikit-learn style :class:`TSNE`, and a scat
 
 Modules: ``affinities.py`` (k-NN, perplexity calibration, symmetrized ``P``), ``gradients.py``
 (KL divergence and gradient, exact and FIt-SNE), ``optimize.py`` (the momentum + gains optax
-transformation), ``api.py`` (``tsne``, ``TSNE``), ``plot.py`` (``scatter``).
+transformation), ``api.py`` (``tsne``), ``estimator.py`` (``TSNE``), ``plot.py`` (``scatter``).
 """
 
 from jaxplain._tsne.affinities import Affinities as Affinities
 from jaxplain._tsne.affinities import joint_probabilities as joint_probabilities
-from jaxplain._tsne.api import TSNE as TSNE
 from jaxplain._tsne.api import TSNEInfo as TSNEInfo
 from jaxplain._tsne.api import tsne as tsne
+from jaxplain._tsne.estimator import TSNE as TSNE
 from jaxplain._tsne.gradients import Forces as Forces
 from jaxplain._tsne.gradients import kl_gradient as kl_gradient
 from jaxplain._tsne.optimize import DeltaBarDeltaState as DeltaBarDeltaState

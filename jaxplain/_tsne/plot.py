@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import jax
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+
+from jaxplain import _checks
 
 __all__ = ["scatter"]
 
@@ -20,28 +21,15 @@ MAX_LEGEND_CLASSES = 20
 
 
 def _embedding(value: Any) -> np.ndarray:
-    if isinstance(value, jax.core.Tracer):
-        raise TypeError(
-            "jaxplain.plot.scatter: embedding is a traced JAX value; plot the concrete result "
-            "returned by jaxplain.tsne, outside jax.jit."
-        )
-    try:
-        a = np.asarray(value, dtype=np.float64)
-    except Exception:
-        raise TypeError(
-            f"jaxplain.plot.scatter: embedding must be an (N, 2) array of real numbers, got "
-            f"{type(value).__name__}."
-        ) from None
+    where = "plot.scatter"
+    a = _checks.check_array(where, "embedding", value, expected="an (N, 2) array of real numbers", concrete=True)
+    a = np.asarray(a, dtype=np.float64)
     if a.ndim != 2 or a.shape[1] != 2 or a.shape[0] < 1:
         raise ValueError(
             f"jaxplain.plot.scatter: embedding must have shape (N, 2), got {a.shape}. Embed in "
             f"two dimensions (n_components=2) or pick two columns, e.g. y[:, :2]."
         )
-    bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
-    if bad:
-        raise ValueError(
-            f"jaxplain.plot.scatter: embedding (shape {a.shape}) holds {bad} NaN or Inf value(s)."
-        )
+    _checks.check_finite(where, "embedding", a)
     return a
 
 
@@ -116,8 +104,7 @@ def scatter(
             f"jaxplain.plot.scatter: ax must be a Matplotlib Axes or None, got "
             f"{type(ax).__name__}."
         )
-    if not isinstance(legend, bool):
-        raise TypeError(f"jaxplain.plot.scatter: legend must be True or False, got {legend!r}.")
+    _checks.check_bool("plot.scatter", "legend", legend)
     if size is None:
         size = float(np.clip(12.0 * (1000.0 / max(n, 1)) ** 0.5, 1.0, 12.0))
     common = dict(s=size, alpha=alpha, linewidths=0, rasterized=n > 5000)
