@@ -10,7 +10,8 @@ through a ReLU and resized to the input's spatial size; the methods differ in th
 * :func:`guided_grad_cam`: guided backpropagation times the Grad-CAM map.
 
 Layout: activations are channels last. The layer's output ``A`` is ``(h, w, K)`` for one example,
-or ``(1, h, w, K)`` for a model called on ``x[None]`` (leading axes of size 1 are dropped); the map
+or ``(1, h, w, K)`` for a closure that calls the model on ``x[None]`` (leading axes of size 1
+are dropped; an ``f`` made by :mod:`jaxplain.flax` gives ``(h, w, K)`` already); the map
 is ``(h, w)``. ``x`` is one image ``(H, W, C)`` (or ``(H, W)``); upsampling resizes the map to
 ``x.shape[:2]``.
 """

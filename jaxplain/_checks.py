@@ -140,15 +140,14 @@ def check_reference_set(where: str, baselines: Any) -> Any:
 
 
 def check_reference_shapes(where: str, refs: Any, x: Any) -> list:
-    """The leaves of a reference set checked against ``x`` (``(M,) + leaf.shape`` each), in x's
-    dtypes."""
+    """The leaves of a reference set checked against ``x``'s (``(M,) + leaf.shape`` each, in
+    order; the containers may differ, e.g. a list for a tuple), in x's dtypes."""
     leaves = jax.tree_util.tree_leaves(x)
     ref_leaves = jax.tree_util.tree_leaves(refs)
-    if jax.tree_util.tree_structure(refs) != jax.tree_util.tree_structure(x):
+    if len(ref_leaves) != len(leaves):
         raise ValueError(
-            f"jaxplain.{where}: baselines has structure {jax.tree_util.tree_structure(refs)} but x "
-            f"has {jax.tree_util.tree_structure(x)}; pass a pytree like x whose leaves have a "
-            f"leading reference axis."
+            f"jaxplain.{where}: baselines has {len(ref_leaves)} leaves but x has {len(leaves)}; "
+            f"pass a pytree like x whose leaves have a leading reference axis."
         )
     for r, leaf in zip(ref_leaves, leaves):
         if r.shape[1:] != leaf.shape:

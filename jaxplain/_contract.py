@@ -10,6 +10,7 @@ of many points in :mod:`jaxplain._paths`.
 
 from __future__ import annotations
 
+import inspect
 import types
 from typing import Any, Callable, Mapping
 
@@ -49,6 +50,11 @@ class Explainer:
       transformations of Python+NumPy programs", http://github.com/jax-ml/jax.
     """
 
+    # Slots, not a __dict__: wrappers made with functools.wraps or jax.jit copy a __dict__, and an
+    # explainer's options and key flag must not travel to functions that are not it.
+    __slots__ = ("_fn", "_doc", "method", "f", "options", "needs_key", "__wrapped__", "__signature__",
+                 "__weakref__")
+
     def __init__(self, fn: Callable, *, method: str, f: Callable, options: Mapping, needs_key: bool):
         fname = getattr(f, "__name__", type(f).__name__)
         doc = f"jaxplain.{method} of {fname}: explainer(x, *args) -> attribution shaped like x."
@@ -56,23 +62,33 @@ class Explainer:
             doc += f"\n\nThe explained function's docstring:\n\n{f.__doc__}"
         state = dict(
             _fn=fn,
+            _doc=doc,
             method=method,
             f=f,
             options=types.MappingProxyType(dict(options)),
             needs_key=bool(needs_key),
             __wrapped__=f,
-            __doc__=doc,
-            __name__=method,
-            __qualname__=method,
+            # what the explainer takes (jax.jit's static_argnums / donate_argnames read it), not f's
+            __signature__=_RANDOM if needs_key else _PLAIN,
         )
         for k, v in state.items():
             object.__setattr__(self, k, v)
+
+    @property
+    def __name__(self) -> str:  # jax.jit and tracebacks read it
+        return self.method
 
     def __setattr__(self, name, value):
         raise AttributeError(
             f"jaxplain.{self.method}: an explainer is immutable ({name!r} cannot be set); build a "
             f"new one with other options instead."
         )
+
+    def __copy__(self):
+        return self  # immutable: a copy is the explainer itself
+
+    def __deepcopy__(self, memo):
+        return self
 
     def __call__(self, x, *args, **kwargs):
         return self._fn(x, *args, **kwargs)
@@ -81,6 +97,26 @@ class Explainer:
         opts = ", ".join(f"{k}={_short(v)}" for k, v in self.options.items())
         fname = getattr(self.f, "__name__", type(self.f).__name__)
         return f"jaxplain.{self.method}({fname}{', ' if opts else ''}{opts})"
+
+
+class _InstanceDoc:
+    """``__doc__`` for the class (its docstring) and for each explainer (the method and ``f``)."""
+
+    def __init__(self, class_doc: str):
+        self.class_doc = class_doc
+
+    def __get__(self, obj, cls=None):
+        return self.class_doc if obj is None else obj._doc
+
+
+Explainer.__doc__ = _InstanceDoc(Explainer.__doc__)
+_X, _ARGS, _KW = (
+    inspect.Parameter("x", inspect.Parameter.POSITIONAL_OR_KEYWORD),
+    inspect.Parameter("args", inspect.Parameter.VAR_POSITIONAL),
+    inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+)
+_PLAIN = inspect.Signature([_X, _ARGS, _KW])  # explainer(x, *args, **kwargs)
+_RANDOM = inspect.Signature([_X, _ARGS, inspect.Parameter("key", inspect.Parameter.KEYWORD_ONLY), _KW])
 
 
 def _short(v: Any) -> str:

@@ -39,7 +39,18 @@ def _path_options(name, baseline, steps, method, batch_size, *, extra_points=0) 
 
 def _neuron_selector(name: str, neuron: Any) -> Callable:
     if callable(neuron):
-        return neuron
+
+        def unit(a):
+            out = neuron(a)
+            if jnp.shape(out) != ():
+                raise TypeError(
+                    f"jaxplain.{name}: neuron must return a scalar, but neuron(A) returned shape "
+                    f"{jnp.shape(out)} for the layer's output of shape {jnp.shape(a)}; reduce it, "
+                    f"e.g. neuron=lambda a: a[..., 7].mean() for a whole channel."
+                )
+            return out
+
+        return unit
     idx = (neuron,) if isinstance(neuron, int) else neuron
     if (
         not isinstance(idx, tuple)
@@ -267,9 +278,11 @@ def _neuron_fn(name, f, layer, features, head, neuron):
 def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None) -> Explainer:
     """The gradient of one internal unit with respect to the input (Captum's ``NeuronGradient``).
 
-    ``neuron`` is an index tuple into the layer's output (one index per axis, the leading batch
-    axis of 1 included when the model is called on ``x[None]``) or a callable ``A -> scalar``
-    (e.g. ``lambda a: a[0, :, :, 7].mean()`` for a whole channel).
+    ``neuron`` is an index tuple into the layer's output for one example (one index per axis:
+    ``(h, w, c)`` for an ``f`` made by :mod:`jaxplain.flax`; with the leading batch axis of 1,
+    ``(0, h, w, c)``, for a closure that calls the model on ``x[None]``), each in
+    ``[-size, size)`` (an index out of range raises, it is never clamped), or a callable
+    ``A -> scalar`` (e.g. ``lambda a: a[..., 7].mean()`` for a whole channel).
 
     Example:
       >>> import jax.numpy as jnp, jaxplain as jx

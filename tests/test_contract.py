@@ -86,3 +86,30 @@ def test_a_second_call_does_not_recompile():
     n = len(traces)
     ex(jnp.zeros(3))
     assert len(traces) == n
+
+
+def test_copies_signatures_and_wrappers_behave():
+    import copy
+    import functools
+    import inspect
+
+    ex = jx.gradient(square_sum)
+    assert copy.copy(ex) is ex and copy.deepcopy({"e": ex})["e"] is ex  # immutable
+    assert str(inspect.signature(ex)) == "(x, *args, **kwargs)"
+    eg = jx.expected_gradients(square_sum, baselines=jnp.zeros((2, 3)), samples=2)
+    assert str(inspect.signature(eg)) == "(x, *args, key, **kwargs)"
+    # jax.jit reads the explainer's own signature (x is an argument whatever f calls its input)
+    np.testing.assert_allclose(jax.jit(ex, donate_argnames="x")(jnp.ones(3)), 2.0)
+    # wrappers do not inherit the explainer's state, and smoothgrad asks them for a key only if
+    # what they wrap is random
+    jitted = jax.jit(ex)
+    assert not hasattr(jitted, "needs_key")
+    k = jax.random.key(0)
+
+    @functools.wraps(ex)
+    def plain(x):
+        return ex(x)
+
+    np.testing.assert_allclose(jx.smoothgrad(plain, samples=2, sigma=0.0)(jnp.ones(3), key=k), 2.0)
+    linear = jx.expected_gradients(lambda v: jnp.sum(3.0 * v), baselines=jnp.zeros((2, 3)), samples=2)
+    np.testing.assert_allclose(jx.smoothgrad(jax.jit(linear), samples=2, sigma=0.0)(jnp.ones(3), key=k), 3.0)

@@ -188,3 +188,11 @@ def test_max_pooling_rescale_matches_its_formula_and_sums_to_delta():
     for t in range(3):
         a = jx.deeplift(cnn, baseline=xs[1])(xs[0], t)
         np.testing.assert_allclose(a.sum(), cnn(xs[0], t) - cnn(xs[1], t), rtol=1e-4, atol=1e-5)
+
+
+def test_a_callable_baseline_is_resolved_against_x():
+    f = lambda x: jnp.sum(jnp.maximum(x - 1.0, 0.0) * jnp.arange(1.0, 4.0))
+    x = jnp.array([3.0, 0.5, 2.0])
+    np.testing.assert_allclose(
+        jx.deeplift(f, baseline=lambda v: jnp.full_like(v, 0.5))(x), jx.deeplift(f, baseline=0.5)(x)
+    )

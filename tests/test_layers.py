@@ -208,3 +208,10 @@ def test_adapter_made_f_gives_per_example_layer_attributions(mlp):
             np.testing.assert_allclose(ours, hand[0], rtol=1e-5, atol=1e-6)
         got = jax.jit(jax.vmap(jx.layer_integrated_gradients(g, layer="fc1", steps=8)))(xs, jnp.ones(5, int))
         assert got.shape == (5, 6)
+
+
+def test_a_callable_neuron_must_return_a_scalar(mlp):
+    _, _, f, _, xs = mlp
+    for make in (jx.neuron_gradient, jx.neuron_integrated_gradients, jx.neuron_conductance):
+        with pytest.raises(TypeError, match=r"neuron must return a scalar, but neuron\(A\) returned shape \(1, 2\)"):
+            make(f, layer="fc1", neuron=lambda a: a[:, :2])(xs[0], 0)
