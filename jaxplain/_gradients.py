@@ -7,7 +7,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jaxplain import _checks
 from jaxplain import _paths

@@ -40,7 +40,6 @@ import os
 import textwrap
 from typing import Any, Mapping, Sequence
 
-import jax
 import matplotlib.pyplot as plt
 from matplotlib.axes import Axes
 import numpy as np

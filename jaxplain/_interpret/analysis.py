@@ -41,6 +41,7 @@ __all__ = [
     "dependents",
     "is_elementwise",
     "layer_operand",
+    "readers",
     "relu_operand",
 ]
 
@@ -84,6 +85,16 @@ def dependents(jaxpr, active_in: list[bool], *, floats: bool = False) -> set:
         if any(P.is_var(v) and v in active for v in eqn.invars):
             active.update(o for o in eqn.outvars if ok(o))
     return active
+
+
+def readers(jaxpr) -> dict:
+    """Variable -> the indices of the equations that read it, in program order."""
+    out = collections.defaultdict(list)
+    for i, eqn in enumerate(jaxpr.eqns):
+        for v in eqn.invars:
+            if P.is_var(v):
+                out[v].append(i)
+    return out
 
 
 # --------------------------------------------------------------------------- one equation
@@ -262,11 +273,7 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     fused_add: dict = {}  # bias add index -> Layer
     skip: set = set()  # reshapes of a fused layer; sums that are part of a mean
     mean: dict = {}  # the scale of a mean -> Mean
-    consumers = collections.defaultdict(list)
-    for i, eqn in enumerate(jaxpr.eqns):
-        for v in eqn.invars:
-            if P.is_var(v):
-                consumers[v].append(i)
+    consumers = readers(jaxpr)
     outs = {v for v in jaxpr.outvars if P.is_var(v)}
     producer = {o: i for i, eqn in enumerate(jaxpr.eqns) for o in eqn.outvars}
 

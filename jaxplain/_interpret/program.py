@@ -177,12 +177,12 @@ def rebuild(eqn, invals: list, evaluate_closed: Callable) -> list | None:
         nc, nk = p["num_consts"], p["num_carry"]
         consts, init, xs = invals[:nc], invals[nc : nc + nk], invals[nc + nk :]
 
-        def body(carry, x):
+        def step(carry, x):
             outs = evaluate_closed(p["jaxpr"], [*consts, *carry, *x])
             return list(outs[:nk]), list(outs[nk:])
 
         carry, ys = jax.lax.scan(
-            body, list(init), list(xs), length=p["length"], reverse=p["reverse"], unroll=p["unroll"]
+            step, list(init), list(xs), length=p["length"], reverse=p["reverse"], unroll=p["unroll"]
         )
         return [*carry, *ys]
     return None

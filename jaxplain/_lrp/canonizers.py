@@ -65,11 +65,7 @@ def _per_channel(aval_shape, out_shape, axis: int) -> bool:
 def _plan(jaxpr, active: set):
     """Layer eqn index -> (k, (out axis, kernel axis), chain) for mergeable chains; ``chain`` lists
     ``(eqn index, position of its constant operand)``."""
-    consumers = collections.defaultdict(list)
-    for i, eqn in enumerate(jaxpr.eqns):
-        for v in eqn.invars:
-            if J.is_var(v):
-                consumers[v].append(i)
+    consumers = A.readers(jaxpr)
     outs = {v for v in jaxpr.outvars if J.is_var(v)}
     plans = {}
     for i, eqn in enumerate(jaxpr.eqns):

@@ -15,7 +15,7 @@ composite gives a rule for its primitive name.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
