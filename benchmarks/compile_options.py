@@ -9,7 +9,10 @@ below 1 where the options are faster:
 1. the batched input gradient ``jax.jit(jax.vmap(jax.grad(f)))`` of each model of this project;
 2. integrated gradients and SmoothGrad of the gradient (50 points, ``batch_size`` 1 and 5) on the
    benchmark CNN, compiled with XLA's defaults, with the kernel option alone and with both; the
-   config shows XLA's temporary buffer (``memory_analysis()``) and the page faults of one call.
+   config shows XLA's temporary buffer (``memory_analysis()``) and the page faults of one call;
+3. a plain training step (softmax cross-entropy, ``jax.grad`` in the parameters, an Adam update) of
+   the project's models, under the same three option sets: what the options cost or gain outside
+   explanations, where jaxplain's import-time default (``jaxplain/_compile.py``) also applies.
 
 Usage::
 
@@ -20,11 +23,15 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import pathlib
 import resource
 import statistics
 import sys
 
+# "XLA defaults" rows are XLA's own: keep jaxplain from making its options the defaults at import
+# (jaxplain/_compile.py); "+options" rows are what `import jaxplain` gives otherwise.
+os.environ.setdefault("JAXPLAIN_XLA_DEFAULTS", "1")
 HERE = pathlib.Path(__file__).resolve().parent
 for _p in (HERE, HERE.parent):  # benchmarks/ (this folder's helpers), the repo (tests/twins.py)
     if str(_p) not in sys.path:
@@ -86,6 +93,7 @@ def main(argv=None) -> list[dict]:
         print(f"  [{FAMILY}] {name:34s} {statistics.median(times[0]) * 1e3:7.2f} ms -> "
               f"{statistics.median(times[1]) * 1e3:7.2f} ms  ({ratio:.2f}x)", file=sys.stderr)
     rows += _chunked(options, rounds=max(3, rounds // 3))
+    rows += _training(options, rounds=rounds)
     return rows
 
 
@@ -130,6 +138,50 @@ def _chunked(options: dict, *, rounds: int) -> list[dict]:
                                  images_per_s=64 / med, ratio=ratio, ratio_of="x XLA defaults"))
                 print(f"  [{FAMILY}] {method} batch_size={k} {label:22s} {med:6.3f} s "
                       f"({ratio:.2f}x)  {notes[label]}", file=sys.stderr)
+    return rows
+
+
+def _training(options: dict, *, rounds: int) -> list[dict]:
+    """One training step of each model under XLA's defaults, the kernel option, both options."""
+    import optax
+
+    kernels = {k: v for k, v in options.items() if k != "xla_cpu_scheduler_type"}
+    sets = {"XLA defaults": None, "kernels only": kernels, "jx.compiler_options()": options}
+    rng = np.random.default_rng(1)
+    rows = []
+    for name, model, shape, batch in [("zoo.VGG", zoo.VGG(classes=10), (32, 32, 3), 128),
+                                      ("zoo.ResNet", zoo.ResNet(classes=10), (32, 32, 3), 128),
+                                      ("zoo.MLP", zoo.MLP(classes=10), (784,), 256)]:
+        variables = model.init(jax.random.key(0), jnp.zeros((1,) + shape))
+        tx = optax.adam(1e-3)
+        opt_state = tx.init(variables["params"])
+        xs = jnp.asarray(rng.normal(size=(batch,) + shape).astype(np.float32))
+        ys = jnp.asarray(rng.integers(0, 10, batch))
+
+        def step(params, opt_state, xs, ys, rest=variables):
+            def loss(p):
+                logits = model.apply({**rest, "params": p}, xs)
+                return optax.softmax_cross_entropy_with_integer_labels(logits, ys).mean()
+
+            g = jax.grad(loss)(params)
+            updates, opt_state = tx.update(g, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state
+
+        args = (variables["params"], opt_state, xs, ys)
+        calls = {}
+        for label, opt in sets.items():
+            compiled = jax.jit(step, compiler_options=opt).lower(*args).compile()
+            calls[label] = lambda c=compiled: jax.block_until_ready(c(*args))
+            calls[label]()
+        timed = _interleaved(calls, rounds=rounds, pause=0.0)
+        for label in sets:
+            med = statistics.median(timed[label])
+            ratio = statistics.median(t / d for d, t in zip(timed["XLA defaults"], timed[label]))
+            rows.append(dict(family=FAMILY, benchmark=f"training step {name}", config=label,
+                             time_s=med, n=rounds, images_per_s=batch / med, ratio=ratio,
+                             ratio_of="x XLA defaults"))
+            print(f"  [{FAMILY}] training step {name:10s} {label:22s} {med * 1e3:7.2f} ms "
+                  f"({ratio:.2f}x)", file=sys.stderr)
     return rows
 
 

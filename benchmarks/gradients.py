@@ -32,11 +32,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import pathlib
 import statistics
 import sys
 import time
 
+# "XLA defaults" rows are XLA's own: keep jaxplain from making its options the defaults at import
+# (jaxplain/_compile.py); "+options" rows are what `import jaxplain` gives otherwise.
+os.environ.setdefault("JAXPLAIN_XLA_DEFAULTS", "1")
 HERE = pathlib.Path(__file__).resolve().parent
 for _p in (HERE, HERE.parent):  # benchmarks/ (this folder's helpers), the repo (tests/twins.py)
     if str(_p) not in sys.path:

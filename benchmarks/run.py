@@ -21,6 +21,9 @@ import platform
 import sys
 from typing import Iterable
 
+# "XLA defaults" rows are XLA's own: keep jaxplain from making its options the defaults at import
+# (jaxplain/_compile.py); "+options" rows are what `import jaxplain` gives otherwise.
+os.environ.setdefault("JAXPLAIN_XLA_DEFAULTS", "1")
 HERE = pathlib.Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))

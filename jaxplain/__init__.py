@@ -11,40 +11,44 @@ Example:
   [500.0, 25.0]
 """
 
-from jaxplain._cam import cam as cam
-from jaxplain._cam import grad_cam as grad_cam
-from jaxplain._cam import grad_cam_plus_plus as grad_cam_plus_plus
-from jaxplain._cam import guided_grad_cam as guided_grad_cam
-from jaxplain._compile import compiler_options as compiler_options
-from jaxplain._contract import Explainer as Explainer
-from jaxplain._deeplift import deeplift as deeplift
-from jaxplain._deeplift import deeplift_shap as deeplift_shap
-from jaxplain._gradients import expected_gradients as expected_gradients
-from jaxplain._gradients import gradient as gradient
-from jaxplain._gradients import gradient_shap as gradient_shap
-from jaxplain._gradients import gradient_x_input as gradient_x_input
-from jaxplain._gradients import integrated_gradients as integrated_gradients
-from jaxplain._paths import quadrature as quadrature
-from jaxplain._gradients import saliency as saliency
-from jaxplain._gradients import smoothgrad as smoothgrad
-from jaxplain._layers import internal_influence as internal_influence
-from jaxplain._lrp import canonizers as canonizers
-from jaxplain._lrp import composites as composites
-from jaxplain._lrp import lrp as lrp
-from jaxplain._lrp import rules as rules
-from jaxplain._modified_backprop import deconvnet as deconvnet
-from jaxplain._modified_backprop import guided_backprop as guided_backprop
-from jaxplain._layers import layer_activation as layer_activation
-from jaxplain._layers import layer_conductance as layer_conductance
-from jaxplain._layers import layer_gradient_x_activation as layer_gradient_x_activation
-from jaxplain._layers import layer_integrated_gradients as layer_integrated_gradients
-from jaxplain._layers import neuron_conductance as neuron_conductance
-from jaxplain._layers import neuron_gradient as neuron_gradient
-from jaxplain._layers import neuron_integrated_gradients as neuron_integrated_gradients
-from jaxplain._taps import layers as layers
-from jaxplain._tsne import TSNE as TSNE
-from jaxplain._tsne import tsne as tsne
-from jaxplain import similarity as similarity
+from jaxplain import _compile
+
+_compile.set_cpu_defaults()  # first, before anything can start JAX's CPU backend
+
+from jaxplain._cam import cam as cam  # noqa: E402
+from jaxplain._cam import grad_cam as grad_cam  # noqa: E402
+from jaxplain._cam import grad_cam_plus_plus as grad_cam_plus_plus  # noqa: E402
+from jaxplain._cam import guided_grad_cam as guided_grad_cam  # noqa: E402
+from jaxplain._compile import compiler_options as compiler_options  # noqa: E402
+from jaxplain._contract import Explainer as Explainer  # noqa: E402
+from jaxplain._deeplift import deeplift as deeplift  # noqa: E402
+from jaxplain._deeplift import deeplift_shap as deeplift_shap  # noqa: E402
+from jaxplain._gradients import expected_gradients as expected_gradients  # noqa: E402
+from jaxplain._gradients import gradient as gradient  # noqa: E402
+from jaxplain._gradients import gradient_shap as gradient_shap  # noqa: E402
+from jaxplain._gradients import gradient_x_input as gradient_x_input  # noqa: E402
+from jaxplain._gradients import integrated_gradients as integrated_gradients  # noqa: E402
+from jaxplain._paths import quadrature as quadrature  # noqa: E402
+from jaxplain._gradients import saliency as saliency  # noqa: E402
+from jaxplain._gradients import smoothgrad as smoothgrad  # noqa: E402
+from jaxplain._layers import internal_influence as internal_influence  # noqa: E402
+from jaxplain._lrp import canonizers as canonizers  # noqa: E402
+from jaxplain._lrp import composites as composites  # noqa: E402
+from jaxplain._lrp import lrp as lrp  # noqa: E402
+from jaxplain._lrp import rules as rules  # noqa: E402
+from jaxplain._modified_backprop import deconvnet as deconvnet  # noqa: E402
+from jaxplain._modified_backprop import guided_backprop as guided_backprop  # noqa: E402
+from jaxplain._layers import layer_activation as layer_activation  # noqa: E402
+from jaxplain._layers import layer_conductance as layer_conductance  # noqa: E402
+from jaxplain._layers import layer_gradient_x_activation as layer_gradient_x_activation  # noqa: E402
+from jaxplain._layers import layer_integrated_gradients as layer_integrated_gradients  # noqa: E402
+from jaxplain._layers import neuron_conductance as neuron_conductance  # noqa: E402
+from jaxplain._layers import neuron_gradient as neuron_gradient  # noqa: E402
+from jaxplain._layers import neuron_integrated_gradients as neuron_integrated_gradients  # noqa: E402
+from jaxplain._taps import layers as layers  # noqa: E402
+from jaxplain._tsne import TSNE as TSNE  # noqa: E402
+from jaxplain._tsne import tsne as tsne  # noqa: E402
+from jaxplain import similarity as similarity  # noqa: E402
 
 __version__ = "0.1.0"
 

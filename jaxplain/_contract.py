@@ -17,7 +17,7 @@ from typing import Any, Callable, Mapping
 import jax
 import numpy as np
 
-from jaxplain import _checks
+from jaxplain import _checks, _compile
 
 __all__ = ["Explainer", "make_explainer"]
 
@@ -140,12 +140,14 @@ def make_explainer(
     """Builds the public explainer around ``core(x, *args, **kwargs)``.
 
     The core is jit-compiled once per explainer (so eager calls run compiled and a second call with
-    the same shapes does not recompile; under an outer ``jit`` it is inlined). Inputs are checked
+    the same shapes does not recompile; under an outer ``jit`` it is inlined); called directly it
+    is compiled with :func:`jaxplain.compiler_options` (see ``jaxplain/_compile.py``). Inputs are checked
     outside the compiled function, where NaN/Inf can still be seen; ``check(x)``, if given, runs
     there too (a method's own input checks). ``finish(out)``, if given, maps the core's output to
     the attribution outside the compiled function, where concrete values can still raise.
     """
     jitted = jax.jit(core)
+    tuned: list = []  # the core compiled with jaxplain's options, made on the first direct call
 
     def explain(x, *args, key=None, **kwargs):
         x = _checks.check_input(method, x)
@@ -155,7 +157,13 @@ def make_explainer(
             kwargs["key"] = _checks.require_key(method, key)
         elif key is not None:
             kwargs["key"] = key  # passed through to f
-        out = jitted(x, *args, **kwargs)
+        if _compile.at_top_level():  # called directly: compiled with jaxplain's options
+            if not tuned:
+                options = _compile.compiler_options()
+                tuned.append(jax.jit(core, compiler_options=options) if options else jitted)
+            out = tuned[0](x, *args, **kwargs)
+        else:  # inside the user's jit / vmap / grad: their compile decides
+            out = jitted(x, *args, **kwargs)
         return out if finish is None else finish(out)
 
     return Explainer(explain, method=method, f=f, options=options, needs_key=needs_key)

@@ -14,6 +14,8 @@ matplotlib.use("Agg")
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+import jaxplain  # noqa: E402,F401  (first: its XLA:CPU defaults apply before any JAX computation)
+
 
 @pytest.fixture
 def x64():

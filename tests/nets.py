@@ -36,3 +36,29 @@ def cnn(params, x, act="relu"):
 def cnn_f(params, act="relu"):
     """f(x, t): the logit of class t for one image."""
     return lambda x, t: cnn(params, x, act)[t]
+
+
+def init_convnet(seed=0):
+    """Parameters of Captum's ``BasicModel_ConvNet`` (its dense layers' weights are ones), the
+    convolutions and biases drawn like torch's defaults."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    u = lambda shape, fan: jnp.asarray(rng.uniform(-1, 1, size=shape) / np.sqrt(fan), jnp.float32)
+    return dict(w1=u((3, 3, 1, 2), 9), b1=u((2,), 9), w2=u((3, 3, 2, 4), 18), b2=u((4,), 18),
+                w3=jnp.ones((4, 8), jnp.float32), b3=u((8,), 4),
+                w4=jnp.ones((8, 10), jnp.float32), b4=u((10,), 8))
+
+
+def convnet_features(p, x):
+    """``BasicModel_ConvNet`` up to relu3 for one (10, 10, 1) image: (1, 8)."""
+    dn = ("NHWC", "HWIO", "NHWC")
+    pool = lambda h: lax.reduce_window(h, -jnp.inf, lax.max, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+    h = pool(jax.nn.relu(lax.conv_general_dilated(x[None], p["w1"], (1, 1), "VALID", dimension_numbers=dn) + p["b1"]))
+    h = pool(jax.nn.relu(lax.conv_general_dilated(h, p["w2"], (1, 1), "VALID", dimension_numbers=dn) + p["b2"]))
+    return jax.nn.relu(h.reshape(1, 4) @ p["w3"] + p["b3"])
+
+
+def convnet_head(p, a, t):
+    """fc2's logit ``t`` from relu3's output (Captum's model adds a softmax)."""
+    return (a @ p["w4"] + p["b4"])[0, t]

@@ -98,3 +98,30 @@ def test_internal_influence_matches_captum(setup):
     theirs = _theirs(InternalInfluence, setup, baselines=0.0)
     _close(_ours(lambda *a, **k: jx.internal_influence(*a, **k, steps=STEPS), setup), theirs)
 
+
+
+def test_layer_conductance_on_captums_convnet_at_300_steps():
+    """Captum's BasicModel_ConvNet (dense layers of ones; fc2 redrawn so that its softmax depends on
+    relu3), LayerConductance at relu3 with 300 steps: the case XLA:CPU 0.10.2 got all zeros."""
+    from captum.testing.helpers.basic_models import BasicModel_ConvNet
+
+    from tests.nets import convnet_features
+
+    torch.manual_seed(0)
+    model = BasicModel_ConvNet().eval()
+    with torch.no_grad():
+        model.fc2.weight.copy_(torch.randn(10, 8))
+    t = lambda m: jnp.asarray(m.detach().numpy())
+    p = dict(w1=t(model.conv1.weight).transpose(2, 3, 1, 0), b1=t(model.conv1.bias),
+             w2=t(model.conv2.weight).transpose(2, 3, 1, 0), b2=t(model.conv2.bias),
+             w3=t(model.fc1.weight).T, b3=t(model.fc1.bias), w4=t(model.fc2.weight).T, b4=t(model.fc2.bias))
+    head = lambda a, c: jax.nn.softmax(a @ p["w4"] + p["b4"])[0, c]
+    xs = np.random.default_rng(0).uniform(0, 3, (2, 10, 10, 1)).astype(np.float32)
+    ts = np.array([1, 4])
+    ours = jax.jit(jax.vmap(jx.layer_conductance(features=lambda v: convnet_features(p, v), head=head,
+                                                 steps=300)))(jnp.asarray(xs), jnp.asarray(ts))
+    theirs = LayerConductance(model, model.relu3).attribute(
+        torch.tensor(xs.transpose(0, 3, 1, 2)), baselines=0.0, target=torch.tensor(ts), n_steps=300,
+        method="gausslegendre").detach().numpy()
+    assert np.abs(theirs).max() > 1e-3  # not a degenerate case
+    _close(np.asarray(ours)[:, 0], theirs)
