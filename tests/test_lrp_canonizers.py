@@ -1,9 +1,11 @@
 """The BatchNorm canonizer (jaxplain._lrp.canonizers): merged programs equal the model and hand-merged
 layers, for Linen and NNX models."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import jaxplain as jx
 import jaxplain.flax as jxf
@@ -102,3 +104,58 @@ def test_merge_batchnorm_reaches_nnx_models_like_linen():
         a = jx.lrp(jx.canonizers.merge_batchnorm(f_linen), rules=rules)(x, 1)
         b = jx.lrp(jx.canonizers.merge_batchnorm(f_nnx), rules=rules)(x, 1)
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6 * float(jnp.abs(a).max()))
+
+
+class _ConvBN(nn.Module):
+    """Flax Conv + BatchNorm + ReLU, then a mean over positions and a dense head; called on one
+    unbatched example, Flax reshapes the convolution's output back before the BatchNorm."""
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.BatchNorm(use_running_average=True)(nn.Conv(4, (3, 3))(x)))
+        return nn.Dense(3)(jnp.mean(h, axis=(-3, -2)))
+
+
+def _x_dependent_muls(g, x, *args):
+    """The x-dependent multiplications of g's program (a BatchNorm left in place has one)."""
+    from jaxplain._interpret import analysis, program
+
+    traced = program.trace(g, x, args)
+    jaxpr = traced.closed.jaxpr
+    dep = analysis.dependents(jaxpr, traced.x_mask)
+    return sum(e.primitive.name == "mul" and any(v in dep for v in e.invars if program.is_var(v))
+               for e in jaxpr.eqns)
+
+
+def test_merge_batchnorm_reaches_through_flax_reshapes_of_an_unbatched_call(x64):
+    model = _ConvBN()
+    v = random_variables(model, (1, 6, 6, 3), 30, jnp.float64)
+    unbatched = lambda x, t: model.apply(v, x)[t]
+    batched = lambda x, t: model.apply(v, x[None])[0, t]
+    x = jnp.asarray(np.random.default_rng(31).normal(size=(6, 6, 3)))
+    for f in (unbatched, batched):
+        g = jx.canonizers.merge_batchnorm(f)
+        np.testing.assert_allclose(g(x, 1), f(x, 1), rtol=1e-12)
+        assert _x_dependent_muls(f, x, 1) == 1 and _x_dependent_muls(g, x, 1) == 0  # merged
+    rules = jx.composites.epsilon_plus()
+    ours = jx.lrp(jx.canonizers.merge_batchnorm(unbatched), rules=rules)(x, 1)
+    ref = jx.lrp(jx.canonizers.merge_batchnorm(batched), rules=rules)(x, 1)
+    np.testing.assert_allclose(ours, ref, rtol=1e-10, atol=1e-14)
+    assert not np.allclose(ours, jx.lrp(unbatched, rules=rules)(x, 1), rtol=1e-3)  # merging matters
+
+
+def test_a_batchnorm_that_cannot_be_merged_warns_naming_its_module():
+    class AfterResidual(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.Conv(3, (3, 3), name="conv")(x) + x  # the BatchNorm sees a sum, not a layer
+            h = nn.BatchNorm(use_running_average=True, name="bn")(h)
+            return jnp.mean(nn.relu(h))
+
+    model = AfterResidual()
+    v = random_variables(model, (1, 5, 5, 3), 32)
+    f = lambda x: model.apply(v, x[None])
+    x = jnp.ones((5, 5, 3))
+    with pytest.warns(UserWarning, match=r"could not be merged .*'bn'"):
+        g = jx.canonizers.merge_batchnorm(f)
+        np.testing.assert_allclose(g(x), f(x), rtol=1e-6)

@@ -38,7 +38,8 @@ from __future__ import annotations
 
 import collections
 import functools
-from typing import Callable
+import warnings
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -62,9 +63,31 @@ def _per_channel(aval_shape, out_shape, axis: int) -> bool:
     return all(s == 1 for d, s in enumerate(shape) if d != axis)
 
 
-def _plan(jaxpr, active: set):
-    """Layer eqn index -> (k, (out axis, kernel axis), chain) for mergeable chains; ``chain`` lists
-    ``(eqn index, position of its constant operand)``."""
+def _moved_axis(in_shape, out_shape, axis: int) -> int | None:
+    """Where ``axis`` of ``in_shape`` lands after a reshape that only adds or drops axes of size 1
+    (Flax's batch axis for one example); None for any other reshape, or a channel axis of size 1."""
+    if in_shape[axis] == 1:
+        return None
+    big_in = [d for d, n in enumerate(in_shape) if n != 1]
+    big_out = [d for d, n in enumerate(out_shape) if n != 1]
+    if [in_shape[d] for d in big_in] != [out_shape[d] for d in big_out]:
+        return None
+    return big_out[big_in.index(axis)]
+
+
+class _Plan(NamedTuple):
+    """A layer (operand ``k`` depends on x; ``w_axis`` its kernel's output channel axis) and the
+    chain after it: ``(eqn index, position of the constant operand or None for a reshape, the
+    channel axis of the chain value the eqn reads)``."""
+
+    k: int
+    w_axis: int
+    chain: tuple
+
+
+def _plan(jaxpr, active: set) -> dict:
+    """Layer eqn index -> its :class:`_Plan`, for each layer followed by per-channel constants
+    with a scale (``mul``/``div``) among them, through reshapes that keep the channel axis."""
     consumers = A.readers(jaxpr)
     outs = {v for v in jaxpr.outvars if J.is_var(v)}
     plans = {}
@@ -76,11 +99,18 @@ def _plan(jaxpr, active: set):
         axes = A.channel_axes(eqn, k)
         if axes is None:
             continue
-        out_axis, _ = axes
+        axis, w_axis = axes
         v, chain = eqn.outvars[0], []
-        while v not in outs and len(consumers.get(v, [])) == 1:
+        while v not in outs and len(consumers.get(v, [])) == 1 and axis is not None:
             j = consumers[v][0]
             e = jaxpr.eqns[j]
+            if e.primitive.name in A.RESHAPES and len(e.invars) == 1:
+                moved = _moved_axis(v.aval.shape, e.outvars[0].aval.shape, axis)
+                if moved is None:
+                    break
+                chain.append((j, None, axis))
+                v, axis = e.outvars[0], moved
+                continue
             if e.primitive.name not in _CHAIN or len(e.invars) != 2:
                 break
             other = e.invars[1] if e.invars[0] is v else e.invars[0]
@@ -89,74 +119,114 @@ def _plan(jaxpr, active: set):
             if J.is_var(other) and other in active:
                 break
             shape = getattr(other.aval, "shape", ())
-            if e.outvars[0].aval.shape != v.aval.shape or not _per_channel(shape, v.aval.shape, out_axis):
+            if e.outvars[0].aval.shape != v.aval.shape or not _per_channel(shape, v.aval.shape, axis):
                 break
-            chain.append((j, 1 if e.invars[0] is v else 0))
+            chain.append((j, 1 if e.invars[0] is v else 0, axis))
             v = e.outvars[0]
-        if any(jaxpr.eqns[j].primitive.name in ("mul", "div") for j, _ in chain):
-            plans[i] = (k, axes, chain)
+        while chain and chain[-1][1] is None:  # trailing reshapes stay as they are
+            chain.pop()
+        if any(jaxpr.eqns[j].primitive.name in ("mul", "div") for j, _, _ in chain):
+            plans[i] = _Plan(k, w_axis, tuple(chain))
     return plans
 
 
-def _merged(eqn, k, axes, chain, layer_in: list, others: list, last) -> jax.Array:
-    """The layer ``eqn`` on ``layer_in`` with the chain's constants ``others`` merged into it."""
-    out_axis, w_axis = axes
-    w = layer_in[1 - k]
-    scale = jnp.ones((), w.dtype)
-    shift = jnp.zeros((), w.dtype)
-    for e, other in zip(chain, others):
+def _channel_vector(c, shape, axis: int, n: int):
+    """A constant that varies only along ``axis`` of ``shape``, as a vector of length ``n``."""
+    c = jnp.asarray(c)
+    c = jnp.reshape(c, (1,) * (len(shape) - c.ndim) + c.shape)
+    return jnp.broadcast_to(c, tuple(n if d == axis else 1 for d in range(len(shape)))).reshape(n)
+
+
+def _merged(jaxpr, i: int, plan: _Plan, layer_in: list, others: list):
+    """The layer at equation ``i`` on ``layer_in`` with its chain's constants ``others`` merged."""
+    eqn = jaxpr.eqns[i]
+    w = layer_in[1 - plan.k]
+    n = w.shape[plan.w_axis]
+    scale, shift = jnp.ones((n,), w.dtype), jnp.zeros((n,), w.dtype)
+    consts = iter(others)
+    for j, pos, axis in plan.chain:
+        if pos is None:
+            continue
+        e = jaxpr.eqns[j]
+        c = _channel_vector(next(consts), e.outvars[0].aval.shape, axis, n).astype(w.dtype)
         name = e.primitive.name
         if name == "add":
-            shift = shift + other
+            shift = shift + c
         elif name == "sub":
-            shift = shift - other
+            shift = shift - c
         elif name == "mul":
-            scale, shift = scale * other, shift * other
+            scale, shift = scale * c, shift * c
         else:
-            scale, shift = scale / other, shift / other
-    n = w.shape[w_axis]
-    out_nd = len(eqn.outvars[0].aval.shape)
-
-    def lift(a):  # a constant broadcastable to the output, with the output's rank
-        return jnp.reshape(a, (1,) * (out_nd - jnp.ndim(a)) + jnp.shape(a))
-
-    s_vec = jnp.broadcast_to(lift(scale), tuple(n if d == out_axis else 1 for d in range(out_nd)))
+            scale, shift = scale / c, shift / c
     w_shape = [1] * w.ndim
-    w_shape[w_axis] = n
+    w_shape[plan.w_axis] = n
     ins = list(layer_in)
-    ins[1 - k] = (w * s_vec.reshape(w_shape)).astype(w.dtype)
+    ins[1 - plan.k] = (w * scale.reshape(w_shape)).astype(w.dtype)
     z = J.bind_at_source(eqn, ins)[0]
-    # the merged bias, added by the chain's last add so it keeps the module's path
-    bias = lift(shift).astype(z.dtype)
+    for j, pos, _ in plan.chain:  # the chain's reshapes, in order
+        if pos is None:
+            z = J.bind_at_source(jaxpr.eqns[j], [z])[0]
+    last_j, _, axis = plan.chain[-1]
+    last = jaxpr.eqns[last_j]
+    out_shape = last.outvars[0].aval.shape
+    bias = shift.reshape(tuple(n if d == axis else 1 for d in range(len(out_shape)))).astype(z.dtype)
+    # the merged bias, added by the chain's last add so that it keeps the module's path
     return J.bind_at_source(last, [z, bias])[0] if last.primitive.name == "add" else z + bias
 
 
-def _evaluate(jaxpr, consts, args, active_in):
+def _unmerged(jaxpr, active: set, plans: dict, x_vars: set, prefix: str) -> list[str]:
+    """Module paths (and source lines) of per-channel scalings of x-dependent values, such as a
+    BatchNorm's, that no plan merges (input standardization of x itself aside)."""
+    merged = {j for plan in plans.values() for j, _, _ in plan.chain}
+    found = []
+    for j, e in enumerate(jaxpr.eqns):
+        if j in merged or e.primitive.name not in ("mul", "div") or len(e.invars) != 2:
+            continue
+        dep = [J.is_var(v) and v in active for v in e.invars]
+        if sum(dep) != 1:
+            continue
+        value, const = (e.invars[0], e.invars[1]) if dep[0] else (e.invars[1], e.invars[0])
+        shape = tuple(getattr(const.aval, "shape", ()))
+        if value in x_vars or sum(s != 1 for s in shape) != 1 or not J.is_float(e.outvars[0]):
+            continue
+        path = J.module_path(prefix, e)
+        found.append(f"{path!r} ({J.source(e)})" if path else J.source(e))
+    return found
+
+
+def _evaluate(jaxpr, consts, args, active_in, prefix: str = "", missed: list | None = None):
     active = A.dependents(jaxpr, active_in)
     plans = _plan(jaxpr, active)
+    if missed is not None:
+        x_vars = {v for v, a in zip(jaxpr.invars, active_in) if a} if not prefix else set()
+        missed.extend(_unmerged(jaxpr, active, plans, x_vars, prefix))
     # The merged layer is computed at its chain's last operation, when every constant is known:
     # the layer's inputs and each chain member's constant are kept until then.
     role = {}  # id(eqn) -> (the layer's eqn index, None for the layer / its constant's position)
-    for i, (_, _, chain) in plans.items():
+    for i, plan in plans.items():
         role[id(jaxpr.eqns[i])] = (i, None)
-        role.update((id(jaxpr.eqns[j]), (i, pos)) for j, pos in chain)
+        role.update((id(jaxpr.eqns[j]), (i, pos)) for j, pos, _ in plan.chain)
     kept = collections.defaultdict(list)  # layer index -> [the layer's inputs, constants...]
+    is_layer = {id(jaxpr.eqns[i]) for i in plans}
 
     def step(eqn, invals):
         if id(eqn) not in role:
             ins = [J.is_var(v) and v in active for v in eqn.invars]
             sub = J.sub_jaxpr(eqn)
             if any(ins) and sub is not None and eqn.primitive.name in (*J.CALLS, *J.REMAT):
-                return _evaluate(J.open_jaxpr(sub), J.consts_of(sub), invals, ins)
+                return _evaluate(J.open_jaxpr(sub), J.consts_of(sub), invals, ins,
+                                 J.name_stack(prefix, eqn), missed)
             return J.bind_at_source(eqn, invals)
         i, pos = role[id(eqn)]
-        kept[i].append(invals if pos is None else invals[pos])
-        k, axes, chain = plans[i]
-        if jaxpr.eqns[chain[-1][0]] is not eqn:
+        if id(eqn) in is_layer:
+            kept[i].append(invals)
+        elif pos is not None:
+            kept[i].append(invals[pos])
+        plan = plans[i]
+        if jaxpr.eqns[plan.chain[-1][0]] is not eqn:
             return [None] * len(eqn.outvars)  # read by the next chain member only, which skips it
         layer_in, *others = kept.pop(i)
-        chain_eqns = [jaxpr.eqns[j] for j, _ in chain]
-        return [_merged(jaxpr.eqns[i], k, axes, chain_eqns, layer_in, others, eqn)]
+        return [_merged(jaxpr, i, plan, layer_in, others)]
 
     return J.evaluate(jaxpr, consts, args, step)
 
@@ -194,7 +264,18 @@ def merge_batchnorm(f: Callable) -> Callable:
     def canonized(x, *args, **kwargs):
         traced = J.trace(f, x, args, kwargs, named=True)
         vals = traced.inputs(jax.tree_util.tree_leaves(x))
-        outs = _evaluate(traced.closed.jaxpr, traced.closed.consts, vals, traced.x_mask)
+        missed: list = []
+        outs = _evaluate(traced.closed.jaxpr, traced.closed.consts, vals, traced.x_mask, "", missed)
+        if missed:
+            shown = "; ".join(dict.fromkeys(missed))
+            warnings.warn(
+                f"jaxplain.canonizers.merge_batchnorm: {len(missed)} per-channel scaling(s) of "
+                f"x-dependent values (a BatchNorm's, or alike) could not be merged into a dense or "
+                f"convolution layer right before them: {shown}. They stay in the program, and "
+                f"LRP passes relevance through them unchanged (their inputs come from something "
+                f"other than a layer, e.g. a residual sum or an activation).",
+                stacklevel=2,
+            )
         return jax.tree_util.tree_unflatten(traced.out_tree, outs)
 
     return canonized

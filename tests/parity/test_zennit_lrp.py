@@ -238,3 +238,59 @@ def test_mean_pooling_stabilizer_is_zennits(pooling):
 
     ours = our_relevance(f, jx.composites.epsilon_plus(), xs, ts)
     close(ours, zennit_relevance(Twin().eval(), EpsilonPlus(), xs, ts, classes=3))
+
+
+# ---------------------------------------------------------------------------- BatchNorm, unbatched
+
+
+def test_merge_batchnorm_of_an_unbatched_flax_call_matches_zennit():
+    """A Flax Conv + BatchNorm called on one example without a batch axis (Flax reshapes the
+    convolution's output before the BatchNorm): merged, its LRP equals Zennit's MergeBatchNorm."""
+    import flax.linen as nn
+
+    class ConvBN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.BatchNorm(use_running_average=True, name="bn")(nn.Conv(4, (3, 3), name="conv")(x)))
+            return nn.Dense(3, name="dense")(jnp.mean(h, axis=(-3, -2)))
+
+    rng = np.random.default_rng(40)
+    model = ConvBN()
+    v = jax.tree_util.tree_map(lambda a: jnp.asarray(rng.uniform(0.3, 1.2, a.shape), jnp.float32),
+                               model.init(jax.random.key(0), jnp.zeros((1, 6, 6, 3))))
+    v = {"params": {**v["params"], "conv": {"kernel": v["params"]["conv"]["kernel"] - 0.7,
+                                             "bias": v["params"]["conv"]["bias"] - 0.7}},
+         "batch_stats": v["batch_stats"]}
+    p, st = v["params"], v["batch_stats"]["bn"]
+
+    class Torch(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.bn = torch.nn.BatchNorm2d(4, eps=1e-5)
+            self.relu = torch.nn.ReLU()
+            self.pool = torch.nn.AdaptiveAvgPool2d(1)
+            self.flat = torch.nn.Flatten()
+            self.dense = torch.nn.Linear(4, 3)
+
+        def forward(self, x):
+            return self.dense(self.flat(self.pool(self.relu(self.bn(self.conv(x))))))
+
+    module = Torch().eval()
+    t = lambda a: torch.from_numpy(np.asarray(a, np.float32).copy())
+    with torch.no_grad():
+        module.conv.weight.copy_(t(np.transpose(p["conv"]["kernel"], (3, 2, 0, 1))))
+        module.conv.bias.copy_(t(p["conv"]["bias"]))
+        module.bn.weight.copy_(t(p["bn"]["scale"]))
+        module.bn.bias.copy_(t(p["bn"]["bias"]))
+        module.bn.running_mean.copy_(t(st["mean"]))
+        module.bn.running_var.copy_(t(st["var"]))
+        module.dense.weight.copy_(t(np.asarray(p["dense"]["kernel"]).T))
+        module.dense.bias.copy_(t(p["dense"]["bias"]))
+    xs = rng.uniform(0, 1, (2, 6, 6, 3)).astype(np.float32)
+    ts = np.array([0, 2])
+    f = jx.canonizers.merge_batchnorm(lambda x, c: model.apply(v, x)[c])  # no batch axis
+    ours = our_relevance(f, jx.composites.epsilon_plus(), xs, ts)
+    theirs = zennit_relevance(module, EpsilonPlus(canonizers=[NamedMergeBatchNorm([(["conv"], "bn")])]),
+                              xs, ts, classes=3)
+    close(ours, theirs)
