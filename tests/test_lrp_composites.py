@@ -176,3 +176,25 @@ def test_a_layer_rule_by_path_reaches_only_the_layers_there():
     z = y @ w
     (expected,) = vjp(y * w * z / (z + 1e-6 * jnp.sign(z)))
     np.testing.assert_allclose(grad_path, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pass_through_on_a_layer_shaped_like_its_input_is_captums_identity_rule():
+    """Captum's SimpleLRPModel (dense 3 -> 3 of twos with w[0, 0] = -2, ReLU, dense 3 -> 1 of
+    threes) at x = (1, 2, 3), IdentityRule on the first layer and epsilon on the second: Captum's
+    test expects relevance (24, 36, 36)."""
+    w1 = jnp.full((3, 3), 2.0).at[0, 0].set(-2.0)  # torch's (out, in) layout: x @ w1.T
+    w2 = jnp.full((3, 1), 3.0)
+
+    def f(x):
+        with jax.named_scope("linear"):
+            h = x @ w1.T
+        with jax.named_scope("linear2"):
+            return (jax.nn.relu(h) @ w2)[0]
+
+    rules = jx.composites.custom(paths={"linear": jx.rules.pass_through}, default=jx.rules.epsilon)
+    np.testing.assert_allclose(jx.lrp(f, rules=rules)(jnp.array([1.0, 2.0, 3.0])), [24.0, 36.0, 36.0],
+                               rtol=1e-5)
+    # a layer that changes the shape cannot pass relevance through unchanged
+    g = lambda x: jnp.sum(jax.nn.relu(x @ jnp.ones((3, 2))))
+    with pytest.raises(ValueError, match=r"pass_through needs an output shaped like the input.*\(3,\) to \(2,\)"):
+        jx.lrp(g, rules=jx.composites.custom(types={"dense": jx.rules.pass_through}))(jnp.ones(3))

@@ -26,8 +26,10 @@ def resolve_rules(method: str, rules: Any) -> K.Composite:
         if rules.kind == "pass":
             raise ValueError(
                 f"jaxplain.{method}: pass_through cannot be the rule of every layer (dense and "
-                f"convolution layers change their input's shape); give a layer rule such as "
-                f"jaxplain.rules.epsilon, or a composite."
+                f"convolution layers change their input's shape in general); give a layer rule "
+                f"such as jaxplain.rules.epsilon, or pass_through for chosen layers whose output "
+                f"is shaped like their input: jaxplain.composites.custom(paths={{'proj': "
+                f"jaxplain.rules.pass_through}}, default=jaxplain.rules.epsilon)."
             )
         return K.custom(default=rules)
     if callable(rules) and getattr(rules, "__module__", "").startswith("jaxplain._lrp.composites"):

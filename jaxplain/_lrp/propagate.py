@@ -82,12 +82,6 @@ class Context(NamedTuple):
                 f"operation {eqn.primitive.name!r} ({where}); use jaxplain.rules.norm, epsilon, "
                 f"zero, pass_through or gradient there."
             )
-        if kind in ("dense", "conv") and rule.kind == "pass":
-            raise LRPError(
-                f"jaxplain.{self.method}: pass_through cannot be the rule of the {kind} layer at "
-                f"{where}: the layer changes the shape of its input. Use a layer rule (epsilon, "
-                f"zplus, ...) or jaxplain.rules.gradient."
-            )
         return rule
 
 
@@ -108,6 +102,8 @@ class LRPHooks:
         if rule.kind == "gradient":
             z = lin(x, w)
             return z if b is None else z + b
+        if rule.kind == "pass":
+            return self._pass_layer(site, lin, x, w, b)
 
         def fn(x, w, *bias):
             z = lin(x, w)
@@ -118,6 +114,28 @@ class LRPHooks:
             rin = layer_backward(rule, lin, x, w, bias[0] if bias else None, z, r,
                                  nonneg=site.nonneg, concat=site.concat, share=ctx.share_linear)
             return [rin, None] + [None] * len(bias)
+
+        return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
+
+    def _pass_layer(self, site: Site, lin, x, w, b):
+        """pass_through on a layer whose output has its input's shape (Captum's ``IdentityRule``):
+        the relevance at the output goes to the input unchanged."""
+        out_shape = jax.eval_shape(lin, x, w).shape
+        if tuple(out_shape) != tuple(jnp.shape(x)):
+            raise LRPError(
+                f"jaxplain.{self.ctx.method}: pass_through needs an output shaped like the input, but "
+                f"the {site.kind} layer at {P.source(site.eqn)}"
+                f"{f', module {site.path!r}' if site.path else ''} maps {tuple(jnp.shape(x))} to "
+                f"{tuple(out_shape)}. Use a layer rule (epsilon, zplus, ...) or "
+                f"jaxplain.rules.gradient."
+            )
+
+        def fn(x, w, *bias):
+            z = lin(x, w)
+            return z + bias[0] if bias else z
+
+        def backward(args, z, r):
+            return [r] + [None] * (len(args) - 1)
 
         return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
 
