@@ -105,17 +105,13 @@ class LRPHooks:
         if rule.kind == "pass":
             return self._pass_layer(site, lin, x, w, b)
 
-        def fn(x, w, *bias):
-            z = lin(x, w)
-            return z + bias[0] if bias else z
-
         def backward(args, z, r):
             x, w, *bias = args
             rin = layer_backward(rule, lin, x, w, bias[0] if bias else None, z, r,
                                  nonneg=site.nonneg, concat=site.concat, share=ctx.share_linear)
             return [rin, None] + [None] * len(bias)
 
-        return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
+        return with_backward(_with_bias(lin), backward, [x, w] + ([] if b is None else [b]))
 
     def _pass_layer(self, site: Site, lin, x, w, b):
         """pass_through on a layer whose output has its input's shape (Captum's ``IdentityRule``):
@@ -130,18 +126,24 @@ class LRPHooks:
                 f"jaxplain.rules.gradient."
             )
 
-        def fn(x, w, *bias):
-            z = lin(x, w)
-            return z + bias[0] if bias else z
-
         def backward(args, z, r):
             return [r] + [None] * (len(args) - 1)
 
-        return with_backward(fn, backward, [x, w] + ([] if b is None else [b]))
+        return with_backward(_with_bias(lin), backward, [x, w] + ([] if b is None else [b]))
 
     def op(self, site: Site, fn, invals, active):
         rule = self.ctx.rule(site.kind, site.eqn, site.path, what=site.what)
         return apply_op_rule(self.ctx, rule, site.eqn, fn, invals, active)
+
+
+def _with_bias(lin):
+    """``(x, w, *bias) -> lin(x, w) + bias``: a layer with every operand an argument."""
+
+    def fn(x, w, *bias):
+        z = lin(x, w)
+        return z + bias[0] if bias else z
+
+    return fn
 
 
 def apply_op_rule(ctx, rule, eqn, fn, invals, active):
