@@ -98,11 +98,10 @@ def set_cpu_defaults() -> str:
     jaxlib X"``, or ``"too late"`` (the backend had started; on an affected jaxlib this warns).
 
     Example:
-      >>> import os, jaxplain  # importing jaxplain has called it
+      >>> import os, jaxplain  # importing jaxplain called it, before JAX's CPU backend started
       >>> from jaxplain import _compile
-      >>> ("xla_cpu_experimental_ynn_fusion_type" in os.environ.get("XLA_FLAGS", "")
-      ...  or os.environ.get(_compile.OPT_OUT) == "1" or _compile._jaxlib_version() not in _compile.VERIFIED_JAXLIB)
-      True
+      >>> _compile.set_cpu_defaults()  # now the flags are in XLA_FLAGS (or were opted out of)
+      'kept'
 
     References:
       XLA's flags (``XLA_FLAGS``, ``xla/debug_options_flags.cc``), https://openxla.org/xla.

@@ -115,3 +115,11 @@ def test_explainers_called_directly_are_right_even_with_xla_defaults():
     out = _fresh(code, **{_compile.OPT_OUT: "1"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip()) < 1e-3
+
+
+@pytest.mark.skipif(_compile._jaxlib_version() not in _compile.VERIFIED_JAXLIB or os.environ.get(_compile.OPT_OUT) == "1",
+                    reason="the examples show the defaults being set")
+def test_doctests_run():
+    import doctest
+
+    assert doctest.testmod(_compile).failed == 0

@@ -227,13 +227,17 @@ def _mean(run, eqn, red, k, read, plain, scope, prefix, count):
 
 
 class Program(NamedTuple):
-    """``f(x, *args, **kwargs)`` traced to a jaxpr (module calls named), ready to be run."""
+    """``f(x, *args, **kwargs)`` traced to a jaxpr (module calls named), ready to be run.
+
+    ``memo`` caches the analysis of the program and its sub-programs for as long as the program
+    lives (one trace): running it, listing its layers and its paths analyze it once."""
 
     traced: P.Traced
+    memo: dict
 
-    def scope(self, memo: dict) -> A.Scope:
+    def scope(self) -> A.Scope:
         closed = self.traced.closed
-        return A.analyze(closed.jaxpr, self.traced.x_mask, None, memo)
+        return A.analyze(closed.jaxpr, self.traced.x_mask, None, self.memo)
 
     def run(self, hooks: Hooks) -> Callable:
         """A function of ``x``'s leaves giving ``f``'s output evaluated with ``hooks``; everything
@@ -241,10 +245,8 @@ class Program(NamedTuple):
         closed, traced = self.traced.closed, self.traced
 
         def fn(x_leaves):
-            memo: dict = {}
-            scope = self.scope(memo)
-            run = _Run(hooks, memo, {})
-            outs = _evaluate(run, closed.jaxpr, closed.consts, traced.inputs(x_leaves), scope)
+            run = _Run(hooks, self.memo, {})
+            outs = _evaluate(run, closed.jaxpr, closed.consts, traced.inputs(x_leaves), self.scope())
             return jax.tree_util.tree_unflatten(traced.out_tree, outs)
 
         return fn
@@ -252,16 +254,14 @@ class Program(NamedTuple):
     def layers(self) -> list[tuple[str, str]]:
         """``(kind, module path)`` of every dense/convolution layer, in evaluation order (the
         order of ``Site.index`` for ``Hooks.layer``)."""
-        closed = self.traced.closed
         out: list = []
-        _walk(closed.jaxpr, self.scope({}), "", out, None)
+        _walk(self.traced.closed.jaxpr, self.scope(), "", out, None)
         return out
 
     def paths(self) -> list[str]:
         """The module paths of the operations that touch ``x``, each once, in program order."""
-        closed = self.traced.closed
         out: list = []
-        _walk(closed.jaxpr, self.scope({}), "", None, out)
+        _walk(self.traced.closed.jaxpr, self.scope(), "", None, out)
         return list(dict.fromkeys(p for p in out if p))
 
 
@@ -280,4 +280,4 @@ def _walk(jaxpr, scope: A.Scope, prefix: str, layers: list | None, paths: list |
 
 def program(f: Callable, x: Any, args: tuple = (), kwargs: dict | None = None) -> Program:
     """Traces ``f(x, *args, **kwargs)`` for the interpreter."""
-    return Program(P.trace(f, x, args, kwargs, named=True))
+    return Program(P.trace(f, x, args, kwargs, named=True), {})

@@ -85,13 +85,14 @@ def _check_bounds(method: str, bounds, x) -> None:
 def _check_paths(method: str, composite: K.Composite, program) -> None:
     """A path pattern that reaches no operation of the program is a mistake: say so. A layer rule
     reaches dense/convolution layers, ``pass_through`` and ``gradient`` any operation."""
-    every, layers = None, None
+    if not composite.paths:
+        return
+    every = program.paths()
+    layers = list(dict.fromkeys(p for _, p in program.layers() if p))
     for pattern, rule in composite.paths:
         if rule.kind in ("pass", "gradient"):
-            every = program.paths() if every is None else every
             paths, what = every, "operation"
         else:
-            layers = list(dict.fromkeys(p for _, p in program.layers() if p)) if layers is None else layers
             paths, what = layers, "dense or convolution layer"
         if not any(K.path_matches(pattern, p) for p in paths):
             shown = ", ".join(repr(p) for p in paths) or "none (no module call was found in f)"
