@@ -1,7 +1,9 @@
 """Speed of LRP: ``jaxplain.lrp`` vs one batched gradient, and Zennit vs torch's gradient.
 
-On the 4-conv CNN of tests/twins.py (32x32x3 input, channels 16-32-32-32, 10 classes),
-batch ``--batch`` (64) of standard normal images with per-example target classes:
+On two CNNs of tests/twins.py (32x32x3 input, 10 classes; ``--models``: ``a`` channels
+16-32-32-32, ``b`` channels 32-32-64-64 with a 256-unit dense layer), batch ``--batch`` (64) of
+standard normal images with per-example target classes. jax functions are compiled with
+``jx.compiler_options()``, the CPU defaults ``import jaxplain`` sets (the README's setup):
 
 * ``jax gradient (1 batch)``: ``jax.jit(jax.vmap(jax.grad(f)))(xs, ts)``, the unit of cost;
 * ``jaxplain LRP``: ``jax.jit(jax.vmap(jx.lrp(f, rules=...)))(xs, ts)`` with
@@ -21,7 +23,7 @@ in gradients.py (median of ``--repeats`` runs, ``torch.set_num_threads(<cores>)`
 
 Usage::
 
-    python benchmarks/lrp.py                # batch 64, 32x32, 5 repeats
+    python benchmarks/lrp.py                # both CNNs, batch 64, 32x32, 5 repeats
     python benchmarks/lrp.py --quick        # a smoke run (batch 8, 16x16, 2 repeats)
     python benchmarks/lrp.py --no-zennit
 """
@@ -44,7 +46,7 @@ import numpy as np  # noqa: E402
 
 import jaxplain as jx  # noqa: E402
 from tests import twins  # noqa: E402
-from gradients import _compile, _cores, _measure  # noqa: E402
+from gradients import MODEL_NAMES, MODELS, _compile, _cores, _measure  # noqa: E402
 from gradients import _interleaved as interleaved  # noqa: E402
 
 FAMILY = "lrp"
@@ -59,14 +61,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, help="timed runs per configuration (default 5)")
     p.add_argument("--size", type=int, default=None, help="image side (default 32)")
     p.add_argument("--budget", type=float, help="seconds of timed runs per config (default 30)")
+    p.add_argument("--models", default=None,
+                   help="comma-separated: a (16-32-32-32), b (32-32-64-64 + dense 256); default a,b")
     p.add_argument("--no-zennit", action="store_true", help="skip the torch/Zennit rows")
     p.add_argument("--quick", action="store_true", help="batch 8, size 16, 2 repeats")
     a = p.parse_args(argv)
-    quick = dict(batch=8, repeats=2, size=16, budget=5.0)
-    full = dict(batch=64, repeats=5, size=32, budget=30.0)
+    quick = dict(batch=8, repeats=2, size=16, budget=5.0, models="a")
+    full = dict(batch=64, repeats=5, size=32, budget=30.0, models="a,b")
     for name, value in (quick if a.quick else full).items():
         if getattr(a, name) is None:
             setattr(a, name, value)
+    a.models = [m.strip() for m in a.models.split(",") if m.strip()]
+    unknown = [m for m in a.models if m not in MODELS]
+    if unknown:
+        p.error(f"unknown --models {unknown}; choose from {sorted(MODELS)}")
     return a
 
 
@@ -77,10 +85,19 @@ def _log(msg: str) -> None:
 def main(argv=None) -> list[dict]:
     """Runs the benchmark; returns one dict per row (see benchmarks/run.py for the columns)."""
     a = parse_args(argv)
+    rows: list[dict] = []
+    for model in a.models:
+        rows += _one_model(a, model)
+    return rows
+
+
+def _one_model(a, model: str) -> list[dict]:
     B = a.batch
     rows: list[dict] = []
+    tag = f"[{model}] "
 
     def row(benchmark, config, *, compile_s=None, time_s=None, n=None, ratio=None, ratio_of=None):
+        benchmark = tag + benchmark
         r = dict(family=FAMILY, benchmark=benchmark, config=config, compile_s=compile_s,
                  time_s=time_s, n=n, images_per_s=None if time_s is None else B / time_s,
                  ratio=ratio, ratio_of=ratio_of)
@@ -90,14 +107,14 @@ def main(argv=None) -> list[dict]:
              + (f"  {ratio:.3g} {ratio_of}" if ratio is not None else ""))
         return r
 
-    apply, params, module = twins.make_twins(0, act="relu", size=a.size)
+    apply, params, module = twins.make_twins(0, act="relu", size=a.size, **MODELS[model])
     f = twins.logit_fn(apply, params)
     rng = np.random.default_rng(0)
     xs_np = rng.standard_normal((B, a.size, a.size, 3)).astype(np.float32)
     ts_np = rng.integers(0, CLASSES, B)
     xs, ts = jnp.asarray(xs_np), jnp.asarray(ts_np)
     low, high = float(np.floor(xs_np.min())), float(np.ceil(xs_np.max()))
-    _log(f"batch {B}, {a.size}x{a.size}x3 4-conv CNN, z^B bounds [{low:g}, {high:g}]")
+    _log(f"{MODEL_NAMES[model]}: batch {B}, {a.size}x{a.size}x3, z^B bounds [{low:g}, {high:g}]")
     timing = dict(repeats=a.repeats, budget=a.budget)
 
     composites = {
@@ -138,7 +155,7 @@ def _interleaved(fns: dict, args: tuple, *, repeats: int):
     noisy machine slows all of them alike; returns ({name: compile s}, {name: [seconds per round]})."""
     calls, compile_s = {}, {}
     for name, fn in fns.items():
-        calls[name], compile_s[name] = _compile(fn, args, {})
+        calls[name], compile_s[name] = _compile(fn, args, {}, options=jx.compiler_options())
     return compile_s, interleaved(calls, rounds=repeats, pause=0.0)
 
 

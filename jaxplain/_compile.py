@@ -45,7 +45,7 @@ import warnings
 import jax
 import jax.numpy as jnp
 
-__all__ = ["compiler_options", "set_cpu_defaults", "at_top_level"]
+__all__ = ["compiler_options", "set_cpu_defaults", "at_top_level", "vmapped_size"]
 
 #: Set to "1" to keep XLA's defaults (jaxplain then changes no XLA flag at import).
 OPT_OUT = "JAXPLAIN_XLA_DEFAULTS"
@@ -140,6 +140,28 @@ def at_top_level() -> bool:
         return bool(core.trace_ctx.is_top_level())
     except Exception:  # pragma: no cover - private API moved: stay on the safe side
         return False
+
+
+def vmapped_size() -> int:
+    """The number of examples traced at once: the product of the enclosing ``vmap`` axis sizes.
+
+    1 outside any ``vmap``. It reads JAX's trace stack (every ``vmap`` around the call, including
+    one outside a ``jit`` that traces here; not one applied to an already traced ``jit``), so it
+    only tunes speed: a wrong guess costs time, never a value.
+    """
+    try:
+        from jax._src import core
+
+        trace = core.trace_ctx.trace
+    except Exception:  # pragma: no cover - private API moved: assume one example
+        return 1
+    size, seen = 1, 0
+    while trace is not None and seen < 1000:
+        n = getattr(getattr(trace, "axis_data", None), "size", None)
+        if isinstance(n, int) and n > 0:
+            size *= n
+        trace, seen = getattr(trace, "parent_trace", None), seen + 1
+    return size
 
 
 def compiler_options(backend: str | None = None) -> dict:

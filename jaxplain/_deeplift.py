@@ -177,7 +177,9 @@ def deeplift_shap(f: Callable, *, baselines: Any, batch_size: int | None = None)
     Args:
       f: ``f(x, *args) -> scalar`` for one example.
       baselines: ``(n, *x.shape)`` reference inputs (n >= 1), or a pytree of such arrays.
-      batch_size: how many baselines are evaluated at once (None: all).
+      batch_size: how many baselines are evaluated at once (``None``: about 32 inputs per chunk
+        counting the vmapped examples, as in ``integrated_gradients``; the number of baselines
+        for all at once).
 
     Returns:
       ``explain(x, *args)`` shaped like ``x``.

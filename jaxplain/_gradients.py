@@ -147,12 +147,12 @@ def integrated_gradients(
       steps: number of path points (``>= 1``; ``>= 2`` for ``"riemann_trapezoid"``).
       method: the quadrature rule, one of ``"gausslegendre"`` (default, as in Captum),
         ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``, ``"riemann_trapezoid"``.
-      batch_size: at most this many path points are evaluated at once (``None``: all ``steps``).
-        Under ``jax.vmap`` over ``B`` examples a chunk is a batch of ``B * batch_size`` inputs; on
-        CPU chunks of about 64 inputs ran fastest (benchmarks/gradients.py), e.g.
-        ``batch_size=1`` for a vmapped batch of 64. XLA:CPU's default schedule may still run
-        several chunks side by side; compiled with :func:`jaxplain.compiler_options` it runs
-        them one after another.
+      batch_size: at most this many path points are evaluated at once. Under ``jax.vmap`` over
+        ``B`` examples a chunk is a batch of ``B * batch_size`` inputs. ``None`` (default)
+        chooses about 32 inputs per chunk counting the vmapped examples, in at most 25 chunks
+        (chunks of two points for a vmapped batch of 64 at 50 steps, 25 points for one
+        example), the fastest measured on CPU (benchmarks/gradients.py); each chunk costs
+        compile time. ``batch_size=steps`` evaluates all at once.
       return_delta: if true, ``explain`` returns ``(attribution, delta)`` with the completeness
         error ``delta = sum(attribution) - (f(x) - f(b))``, like Captum's
         ``return_convergence_delta``.
@@ -227,7 +227,8 @@ def smoothgrad(
       sigma: noise scale (``>= 0``), relative or absolute per ``relative``.
       relative: whether ``sigma`` is a fraction of the input's range.
       kind: ``"smoothgrad"``, ``"smoothgrad_sq"`` or ``"vargrad"``.
-      batch_size: at most this many samples are explained at once (``None``: all).
+      batch_size: at most this many samples are explained at once (``None``: chosen as in
+        :func:`integrated_gradients`; ``samples`` for all at once).
 
     Returns:
       ``explain(x, *args, key)`` returning the smoothed attribution shaped like ``x``.
@@ -338,7 +339,8 @@ def expected_gradients(
         whose leaves carry a leading axis of ``M``), e.g. a sample of training inputs.
       samples: number of Monte-Carlo draws (``>= 1``).
       sigma: standard deviation of the input noise (``>= 0``), absolute.
-      batch_size: at most this many draws are evaluated at once (``None``: all).
+      batch_size: at most this many draws are evaluated at once (``None``: chosen as in
+        :func:`integrated_gradients`; ``samples`` for all at once).
 
     Returns:
       ``explain(x, *args, key)`` returning the attribution shaped like ``x``.

@@ -123,3 +123,21 @@ def test_doctests_run():
     import doctest
 
     assert doctest.testmod(_compile).failed == 0
+
+
+def test_vmapped_size_counts_every_enclosing_vmap():
+    """The product of the vmap axis sizes around the call, through jit, grad and nested vmaps;
+    1 outside any vmap."""
+    seen = []
+
+    def f(x):
+        seen.append(_compile.vmapped_size())
+        return jnp.sin(x).sum()
+
+    f(jnp.ones(3))
+    jax.jit(jax.vmap(f))(jnp.ones((64, 3)))
+    jax.vmap(jax.vmap(f))(jnp.ones((2, 8, 3)))
+    jax.vmap(jax.grad(f))(jnp.ones((4, 3)))
+    jax.grad(lambda x: jax.vmap(f)(x).sum())(jnp.ones((5, 3)))
+    jax.vmap(lambda t, x: f(x) * t, in_axes=(0, None))(jnp.ones(7), jnp.ones(3))  # x unbatched
+    assert seen == [1, 64, 16, 4, 5, 7]

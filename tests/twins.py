@@ -8,9 +8,10 @@ Architecture (``size=32, channels=(16, 32, 32, 32)`` is the benchmark CNN)::
     input (size, size, 3)
     conv3x3(c1) act  conv3x3(c2) act  avgpool2
     conv3x3(c3) act  conv3x3(c4) act  avgpool2
-    flatten  dense(classes)
+    flatten  [dense(hidden) act]  dense(classes)
 
-Convolutions use 'SAME' padding and stride 1 (torch: ``padding=1``); pooling is 2x2 average
+``hidden=256, channels=(32, 32, 64, 64)`` is the second benchmark CNN (``hidden=None``, the
+default, has no hidden dense layer). Convolutions use 'SAME' padding and stride 1 (torch: ``padding=1``); pooling is 2x2 average
 pooling with stride 2. The JAX model takes NHWC batches, the torch model NCHW batches. Kernels
 are stored HWIO (JAX) and become OIHW in torch; the torch model permutes its last activation to
 NHWC before flattening, so the dense layer sees the features in the same order in both.
@@ -70,9 +71,11 @@ def init_params(
     size: int = 32,
     channels: tuple[int, int, int, int] = (16, 32, 32, 32),
     classes: int = 10,
+    hidden: int | None = None,
     dtype: Any = np.float32,
 ) -> dict[str, np.ndarray]:
-    """NumPy parameters: ``w1..w4`` (HWIO), ``b1..b4``, ``wd`` (features, classes), ``bd``.
+    """NumPy parameters: ``w1..w4`` (HWIO), ``b1..b4``, ``wd`` (features, classes), ``bd``;
+    with ``hidden``, also ``wh`` (features, hidden) and ``bh``, and ``wd`` is (hidden, classes).
 
     Weights are He-scaled normals (``std = sqrt(2 / fan_in)``); biases are small nonzero normals,
     so a zero input is not a trivial point of the network.
@@ -91,6 +94,11 @@ def init_params(
         params[f"b{i}"] = (rng.standard_normal(c_out) * 0.1).astype(dtype)
         c_in = c_out
     features = (size // 4) ** 2 * c_in
+    if hidden is not None:
+        wh = rng.standard_normal((features, hidden)) * np.sqrt(2.0 / features)
+        params["wh"] = wh.astype(dtype)
+        params["bh"] = (rng.standard_normal(hidden) * 0.1).astype(dtype)
+        features = hidden
     wd = rng.standard_normal((features, classes)) * np.sqrt(1.0 / features)
     params["wd"] = wd.astype(dtype)
     params["bd"] = (rng.standard_normal(classes) * 0.1).astype(dtype)
@@ -121,7 +129,10 @@ def make_jax_apply(act: str = "relu") -> Callable:
         h = a(_conv(h, params["w3"], params["b3"]))
         h = a(_conv(h, params["w4"], params["b4"]))
         h = _avgpool2(h)
-        return h.reshape(h.shape[0], -1) @ params["wd"] + params["bd"]
+        h = h.reshape(h.shape[0], -1)
+        if "wh" in params:
+            h = a(h @ params["wh"] + params["bh"])
+        return h @ params["wd"] + params["bd"]
 
     return apply
 
@@ -167,6 +178,13 @@ def make_torch_module(params: dict[str, np.ndarray], act: str = "relu"):
             self.conv3, self.act3 = conv(3), acts[act]()
             self.conv4, self.act4 = conv(4), acts[act]()
             self.pool2 = nn.AvgPool2d(2)
+            self.hidden = None
+            if "wh" in params:
+                wh = params["wh"]
+                self.hidden, self.act5 = nn.Linear(wh.shape[0], wh.shape[1], dtype=dtype), acts[act]()
+                with torch.no_grad():
+                    self.hidden.weight.copy_(torch.from_numpy(np.ascontiguousarray(wh.T)))
+                    self.hidden.bias.copy_(torch.from_numpy(np.asarray(params["bh"])))
             wd = params["wd"]
             self.dense = nn.Linear(wd.shape[0], wd.shape[1], dtype=dtype)
             with torch.no_grad():
@@ -181,6 +199,8 @@ def make_torch_module(params: dict[str, np.ndarray], act: str = "relu"):
             h = self.act4(self.conv4(h))
             h = self.pool2(h)
             h = h.permute(0, 2, 3, 1).flatten(1)  # NHWC order, as the JAX model flattens
+            if self.hidden is not None:
+                h = self.act5(self.hidden(h))
             return self.dense(h)
 
     return TwinCNN().eval()
@@ -193,6 +213,7 @@ def make_twins(
     size: int = 32,
     channels: tuple[int, int, int, int] = (16, 32, 32, 32),
     classes: int = 10,
+    hidden: int | None = None,
     dtype: Any = np.float32,
 ):
     """``(jax_apply, params, torch_module)`` with identical weights.
@@ -201,7 +222,9 @@ def make_twins(
     dict of ``jnp`` arrays; ``torch_module`` takes ``(N, 3, size, size)``. ``torch_module`` is
     ``None`` when torch is not installed. For float64 enable ``jax_enable_x64`` first.
     """
-    np_params = init_params(key_or_seed, size=size, channels=channels, classes=classes, dtype=dtype)
+    np_params = init_params(
+        key_or_seed, size=size, channels=channels, classes=classes, hidden=hidden, dtype=dtype
+    )
     params = {k: jnp.asarray(v) for k, v in np_params.items()}
     try:
         module = make_torch_module(np_params, act)
