@@ -87,6 +87,50 @@ def _resize(m: jax.Array, size: tuple[int, int], interpolation: str) -> jax.Arra
     return jax.image.resize(m, size, "bilinear", antialias=False).astype(m.dtype)
 
 
+def _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed):
+    """Grad-CAM on a layer of any layout, as Captum's ``LayerGradCam``: ``(h, w, K)`` (a
+    convolution), ``(L, K)`` (a sequence: the mean over ``L``) or ``(K,)`` (a dense layer: the
+    gradient itself weights each unit); leading axes of size 1 are the batch the model saw (down
+    to two axes, and ``(1, K)`` is one dense output)."""
+    a, g = _taps.layer_gradient(sp, x, args, kwargs)
+    if not hasattr(a, "shape"):
+        _spatial(name, a)  # raises: one array is needed
+    shape = jnp.shape(a)
+    lead = 0
+    while len(shape) - lead > 2 and shape[lead] == 1:
+        lead += 1
+    core_shape = shape[lead:]
+    if len(core_shape) > 3:
+        _spatial(name, a)  # raises with the layout it needs
+    if len(core_shape) == 2 and core_shape[0] == 1:
+        core_shape = core_shape[1:]
+    a, g = jnp.reshape(a, core_shape), jnp.reshape(g, core_shape)
+    space = tuple(range(len(core_shape) - 1))
+    w = jnp.mean(g, axis=space) if space else g
+    m = a * w.astype(a.dtype)
+    if summed:
+        m = jnp.sum(m, axis=-1)
+    if relu:
+        m = jax.nn.relu(m)
+    if not upsample:
+        return m
+    if not space:
+        raise ValueError(
+            f"jaxplain.grad_cam: the layer's output has shape {shape}, one value per unit with no "
+            f"spatial axis, so the map cannot be resized to the input; pass upsample=False."
+        )
+    if len(space) == 1:
+        if not isinstance(x, jax.Array) or jnp.ndim(x) < 1:
+            raise ValueError(f"jaxplain.grad_cam: resizing a sequence map needs x to be one array "
+                             f"whose first axis is the sequence; pass upsample=False.")
+        size = (jnp.shape(x)[0],) + (() if summed else (m.shape[-1],))
+        return m if m.shape == size else jax.image.resize(m, size, "linear", antialias=False)
+    size = _image_size(name, x)
+    if summed:
+        return _resize(m, size, "bilinear")
+    return jax.vmap(lambda c: _resize(c, size, "bilinear"), in_axes=2, out_axes=2)(m)
+
+
 def _finish(name, m, x, upsample, relu, interpolation="bilinear"):
     if relu:
         m = jax.nn.relu(m)
@@ -147,6 +191,7 @@ def grad_cam(
     head: Callable | None = None,
     upsample: bool = True,
     relu: bool = True,
+    attr_dim_summation: bool = True,
 ) -> Explainer:
     """Grad-CAM: the layer's channels weighted by the spatial mean of ``dF/dA``.
 
@@ -156,6 +201,10 @@ def grad_cam(
     ``(N, 1, h, w)``); with ``upsample=True`` it equals Captum's map passed through
     ``LayerAttribution.interpolate(..., interpolate_mode="bilinear")``. On a model whose ``layer``
     is followed by global average pooling and a dense layer, ``grad_cam * h * w == cam``.
+
+    Like Captum's, it takes any layer: a sequence layer ``(L, K)`` gives an ``(L,)`` map (the
+    mean over ``L``; upsampling resizes it linearly to ``x.shape[0]``), a dense layer ``(K,)``
+    weights each unit by its own gradient and gives one value (``upsample=False`` is needed).
 
     Args:
       f: ``f(x, *args) -> scalar`` for one example, with ``layer`` the path of a convolutional
@@ -167,9 +216,12 @@ def grad_cam(
       upsample: resize the ``(h, w)`` map to ``x.shape[:2]`` (bilinear, half-pixel centres, like
         ``torch.nn.functional.interpolate(..., align_corners=False)``).
       relu: keep only the positive evidence, as in the paper.
+      attr_dim_summation: sum the weighted channels into one map (the paper); if false, keep one
+        map per channel, ``alpha_k A_k`` with the channel axis last (Captum's option).
 
     Returns:
-      ``explain(x, *args)`` returning the map, ``(H, W)`` (or ``(h, w)`` without ``upsample``).
+      ``explain(x, *args)`` returning the map, ``(H, W)`` (or ``(h, w)`` without ``upsample``;
+      ``(..., K)`` with ``attr_dim_summation=False``).
 
     Raises:
       TypeError: ``upsample``/``relu`` is not a bool, or ``f``/``layer``/``features``/``head``
@@ -190,9 +242,16 @@ def grad_cam(
       Selvaraju, Cogswell, Das, Vedantam, Parikh & Batra (2017), "Grad-CAM: Visual Explanations
       from Deep Networks via Gradient-based Localization", ICCV.
     """
-    return _weighted_explainer(
-        "grad_cam", f, layer, features, head, upsample, relu, _grad_cam_weights
-    )
+    name = "grad_cam"
+    sp, upsample, relu, options = _options(name, f, layer, features, head, upsample, relu)
+    summed = _checks.check_bool(name, "attr_dim_summation", attr_dim_summation)
+    if not summed:
+        options["attr_dim_summation"] = False
+
+    def core(x, *args, **kwargs):
+        return _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed)
+
+    return make_explainer(name, f if f is not None else features, core, options)
 
 
 def grad_cam_plus_plus(

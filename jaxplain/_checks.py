@@ -25,6 +25,7 @@ __all__ = [
     "check_batch_size",
     "check_bool",
     "check_callable",
+    "check_multiply_by_inputs",
     "check_choice",
     "check_float",
     "check_input",
@@ -52,6 +53,20 @@ def check_bool(where: str, name: str, value: Any) -> bool:
             f"jaxplain.{where}: {name} must be True or False, got {type(value).__name__} {value!r}."
         )
     return bool(value)
+
+
+def check_multiply_by_inputs(where: str, value: Any, *, return_delta: bool = False) -> bool:
+    """Checks ``multiply_by_inputs`` (Captum's option): False asks for the "global" attribution,
+    the multipliers without the factor ``(x - baseline)``, which has no completeness gap."""
+    value = check_bool(where, "multiply_by_inputs", value)
+    if return_delta and not value:
+        raise ValueError(
+            f"jaxplain.{where}: return_delta=True needs multiply_by_inputs=True. With "
+            f"multiply_by_inputs=False the attribution is the multipliers alone (the global "
+            f"attribution), which does not sum to f(x) - f(baseline), so a completeness gap would "
+            f"mean nothing; multiply by (x - baseline) yourself to check it."
+        )
+    return value
 
 
 def check_int(where: str, name: str, value: Any, *, minimum: int) -> int:

@@ -124,7 +124,7 @@ def multipliers(method: str, f: Callable) -> Callable:
     return m
 
 
-def deeplift(f: Callable, *, baseline: Any = 0.0) -> Explainer:
+def deeplift(f: Callable, *, baseline: Any = 0.0, multiply_by_inputs: bool = True) -> Explainer:
     """DeepLIFT with the rescale rule: ``(x - baseline) * multipliers``, where each activation's
     derivative is replaced by the finite difference ``(a(x) - a(baseline)) / (x - baseline)``.
 
@@ -139,6 +139,8 @@ def deeplift(f: Callable, *, baseline: Any = 0.0) -> Explainer:
       f: ``f(x, *args) -> scalar`` for one example.
       baseline: the reference input: a scalar, an array shaped like (or broadcasting to) ``x``, a
         pytree like ``x``, or a callable ``x -> baseline``. Default 0.
+      multiply_by_inputs: if false, the multipliers alone, without the factor ``(x - baseline)``
+        (the "global" attribution; Captum's ``multiply_by_inputs=False``).
 
     Returns:
       ``explain(x, *args)`` shaped like ``x``; composes with ``jax.jit`` and ``jax.vmap``.
@@ -157,17 +159,25 @@ def deeplift(f: Callable, *, baseline: Any = 0.0) -> Explainer:
     """
     _checks.check_callable("deeplift", "f", f)
     _checks.check_baseline("deeplift", baseline)
+    multiply = _checks.check_multiply_by_inputs("deeplift", multiply_by_inputs)
     m = multipliers("deeplift", f)
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path("deeplift", baseline, x)
         mult = m(x, path.start, *args, **kwargs)
+        if not multiply:
+            return jax.tree_util.tree_map(lambda d, g: g.astype(d.dtype), path.delta, mult)
         return jax.tree_util.tree_map(lambda d, g: (d * g).astype(d.dtype), path.delta, mult)
 
-    return make_explainer("deeplift", f, core, {"baseline": baseline})
+    options = {"baseline": baseline}
+    if not multiply:
+        options["multiply_by_inputs"] = False
+    return make_explainer("deeplift", f, core, options)
 
 
-def deeplift_shap(f: Callable, *, baselines: Any, batch_size: int | None = None) -> Explainer:
+def deeplift_shap(
+    f: Callable, *, baselines: Any, batch_size: int | None = None, multiply_by_inputs: bool = True
+) -> Explainer:
     """DeepLIFT-SHAP: DeepLIFT averaged over a set of baselines (a background distribution),
     ``mean_i (x - b_i) * multipliers(x, b_i)``.
 
@@ -176,10 +186,14 @@ def deeplift_shap(f: Callable, *, baselines: Any, batch_size: int | None = None)
 
     Args:
       f: ``f(x, *args) -> scalar`` for one example.
-      baselines: ``(n, *x.shape)`` reference inputs (n >= 1), or a pytree of such arrays.
+      baselines: ``(n, *x.shape)`` reference inputs (n >= 1), or a pytree of such arrays; or a
+        callable ``x -> baselines`` returning them (checked when called), e.g. a background
+        built from the example (Captum's callable ``baselines``).
       batch_size: how many baselines are evaluated at once (``None``: about 32 inputs per chunk
         counting the vmapped examples, as in ``integrated_gradients``; the number of baselines
         for all at once).
+      multiply_by_inputs: if false, the mean of the multipliers, without the factors
+        ``(x - b_i)`` (Captum's ``multiply_by_inputs=False``).
 
     Returns:
       ``explain(x, *args)`` shaped like ``x``.
@@ -197,22 +211,29 @@ def deeplift_shap(f: Callable, *, baselines: Any, batch_size: int | None = None)
     """
     _checks.check_callable("deeplift_shap", "f", f)
     batch_size = _checks.check_batch_size("deeplift_shap", batch_size)
-    refs = _checks.check_reference_set("deeplift_shap", baselines)
-    n = jax.tree_util.tree_leaves(refs)[0].shape[0]
+    multiply = _checks.check_multiply_by_inputs("deeplift_shap", multiply_by_inputs)
+    fixed = None if callable(baselines) else _checks.check_reference_set("deeplift_shap", baselines)
     m = multipliers("deeplift_shap", f)
 
     def core(x, *args, **kwargs):
+        refs = fixed
+        if refs is None:
+            refs = _checks.check_reference_set("deeplift_shap", baselines(x))
+        n = jax.tree_util.tree_leaves(refs)[0].shape[0]
         bs = jax.tree_util.tree_unflatten(
             jax.tree_util.tree_structure(x), _checks.check_reference_shapes("deeplift_shap", refs, x)
         )
 
         def one(b):
             mult = m(x, b, *args, **kwargs)
+            if not multiply:
+                return mult
             return jax.tree_util.tree_map(lambda a, bb, g: (a - bb) * g, x, b, mult)
 
         total = _paths.chunked_sum(one, bs, batch_size=batch_size)
         return jax.tree_util.tree_map(lambda t, a: (t / n).astype(a.dtype), total, x)
 
-    return make_explainer(
-        "deeplift_shap", f, core, {"baselines": baselines, "batch_size": batch_size}
-    )
+    options = {"baselines": baselines, "batch_size": batch_size}
+    if not multiply:
+        options["multiply_by_inputs"] = False
+    return make_explainer("deeplift_shap", f, core, options)

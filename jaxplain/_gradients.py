@@ -133,6 +133,7 @@ def integrated_gradients(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     return_delta: bool = False,
+    multiply_by_inputs: bool = True,
 ) -> Explainer:
     """Integrated gradients: ``(x - b) * integral_0^1 df/dx(b + alpha (x - b)) d alpha``.
 
@@ -156,6 +157,9 @@ def integrated_gradients(
       return_delta: if true, ``explain`` returns ``(attribution, delta)`` with the completeness
         error ``delta = sum(attribution) - (f(x) - f(b))``, like Captum's
         ``return_convergence_delta``.
+      multiply_by_inputs: if false, the "global" attribution (Ancona et al. 2018): the mean
+        gradient along the path, without the factor ``(x - baseline)`` (Captum's
+        ``multiply_by_inputs=False``); it has no completeness gap, so ``return_delta`` needs true.
 
     Returns:
       ``explain(x, *args)`` returning the attribution shaped like ``x`` (and ``delta``).
@@ -174,11 +178,14 @@ def integrated_gradients(
     _checks.check_callable(name, "f", f)
     opts = _paths.path_options(name, baseline=baseline, steps=steps, method=method, batch_size=batch_size)
     return_delta = _checks.check_bool(name, "return_delta", return_delta)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs, return_delta=return_delta)
     sf = _checks.scalar_output(name, f)
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path(name, baseline, x)
         avg_grad = _paths.gradient_integral(sf, path, opts, args, kwargs)
+        if not multiply:
+            return _paths.cast_like(avg_grad, x)
         attr = _paths.cast_like(_tmap(jnp.multiply, path.delta, avg_grad), x)
         if not return_delta:
             return attr
@@ -188,6 +195,8 @@ def integrated_gradients(
     options = dict(baseline=baseline, steps=opts.steps, method=opts.method, batch_size=opts.batch_size)
     if return_delta:
         options["return_delta"] = True
+    if not multiply:
+        options["multiply_by_inputs"] = False
     return make_explainer(name, f, core, options)
 
 
@@ -323,6 +332,7 @@ def expected_gradients(
     samples: int = 50,
     sigma: float = 0.0,
     batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
 ) -> Explainer:
     """Expected gradients / gradient SHAP: integrated gradients averaged over a reference set.
 
@@ -341,6 +351,8 @@ def expected_gradients(
       sigma: standard deviation of the input noise (``>= 0``), absolute.
       batch_size: at most this many draws are evaluated at once (``None``: chosen as in
         :func:`integrated_gradients`; ``samples`` for all at once).
+      multiply_by_inputs: if false, the mean of the gradients at the drawn points, without the
+        factor ``(x' - b)`` (Captum's ``GradientShap(multiply_by_inputs=False)``).
 
     Returns:
       ``explain(x, *args, key)`` returning the attribution shaped like ``x``.
@@ -357,11 +369,13 @@ def expected_gradients(
       models with axiomatic attribution priors and expected gradients", Nature Machine Intelligence.
       Lundberg & Lee (2017), "A Unified Approach to Interpreting Model Predictions", NeurIPS.
     """
-    return _expected_gradients("expected_gradients", f, baselines, samples, sigma, batch_size)
+    return _expected_gradients("expected_gradients", f, baselines, samples, sigma, batch_size,
+                               multiply_by_inputs)
 
 
-def _expected_gradients(name, f, baselines, samples, sigma, batch_size) -> Explainer:
+def _expected_gradients(name, f, baselines, samples, sigma, batch_size, multiply_by_inputs):
     _checks.check_callable(name, "f", f)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
     samples = _checks.check_int(name, "samples", samples, minimum=1)
     sigma = _checks.check_float(name, "sigma", sigma, minimum=0.0)
     batch_size = _checks.check_batch_size(name, batch_size)
@@ -386,12 +400,16 @@ def _expected_gradients(name, f, baselines, samples, sigma, batch_size) -> Expla
             diffs = [xi - bi for xi, bi in zip(xs, bs)]
             point = [bi + alpha.astype(d.dtype) * d for bi, d in zip(bs, diffs)]
             g = grad_f(jax.tree_util.tree_unflatten(treedef, point), *args, **kwargs)
+            if not multiply:
+                return g
             return _tmap(jnp.multiply, jax.tree_util.tree_unflatten(treedef, diffs), g)
 
         total = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
         return _paths.cast_like(_tmap(lambda s: s / samples, total), x)
 
     options = dict(baselines=baselines, samples=samples, sigma=sigma, batch_size=batch_size)
+    if not multiply:
+        options["multiply_by_inputs"] = False
     return make_explainer(name, f, core, options, needs_key=True)
 
 
@@ -402,6 +420,7 @@ def gradient_shap(
     samples: int = 5,
     sigma: float = 0.0,
     batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
 ) -> Explainer:
     """Gradient SHAP with Captum's defaults: :func:`expected_gradients` with ``samples=5``.
 
@@ -417,4 +436,5 @@ def gradient_shap(
     References:
       Lundberg & Lee (2017), "A Unified Approach to Interpreting Model Predictions", NeurIPS.
     """
-    return _expected_gradients("gradient_shap", f, baselines, samples, sigma, batch_size)
+    return _expected_gradients("gradient_shap", f, baselines, samples, sigma, batch_size,
+                               multiply_by_inputs)

@@ -137,6 +137,7 @@ def layer_integrated_gradients(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     return_delta: bool = False,
+    multiply_by_inputs: bool = True,
 ) -> Explainer:
     """Integrated gradients in a layer's activation space (Captum's ``LayerIntegratedGradients``).
 
@@ -145,6 +146,8 @@ def layer_integrated_gradients(
     ``F`` is ``f`` with the layer's output replaced. When all of ``f``'s dependence on ``x`` flows
     through the layer, the attributions sum to ``f(x) - f(b)`` (``return_delta=True`` reports the
     gap). Options as in :func:`jaxplain.integrated_gradients`; ``baseline`` is an INPUT baseline.
+    ``multiply_by_inputs=False`` gives the mean of ``dF/dA`` along the path, without the factor
+    ``(a_x - a_b)`` (Captum's ``LayerIntegratedGradients(multiply_by_inputs=False)``).
 
     Example:
       >>> import jax.numpy as jnp, jaxplain as jx
@@ -160,12 +163,15 @@ def layer_integrated_gradients(
     sp = _taps.split(name, f, layer, features, head)
     opts = _path_options(name, baseline, steps, method, batch_size)
     return_delta = _checks.check_bool(name, "return_delta", return_delta)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs, return_delta=return_delta)
 
     def core(x, *args, **kwargs):
         b = _paths.broadcast_like(name, "baseline", baseline, x)
         path = _paths.between(sp.activation(b, *args, **kwargs), sp.activation(x, *args, **kwargs))
         grad_rest = jax.grad(lambda a: sp.rest(x, a, *args, **kwargs))
         total = _paths.path_integral(grad_rest, path, opts.alphas, opts.weights, batch_size=opts.batch_size)
+        if not multiply:
+            return total
         attr = _tmap(jnp.multiply, path.delta, total)
         if not return_delta:
             return attr
@@ -174,6 +180,8 @@ def layer_integrated_gradients(
 
     options = dict(layer=layer, baseline=baseline, steps=opts.steps, method=opts.method,
                    batch_size=opts.batch_size)
+    if not multiply:
+        options["multiply_by_inputs"] = False
     return make_explainer(name, f or features, core, options)
 
 
@@ -187,6 +195,7 @@ def layer_conductance(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
+    return_delta: bool = False,
 ) -> Explainer:
     """Conductance of a layer's units along the input path (Captum's ``LayerConductance``).
 
@@ -194,7 +203,8 @@ def layer_conductance(
     ``alpha_0..alpha_n`` of the quadrature rule and sums, per unit,
     ``(A(alpha_{k+1}) - A(alpha_k)) * dF/dA(alpha_k)``: the flow of the prediction's change through
     each unit. The sum over units approximates ``f(x) - f(b)`` (exactly in the limit, when all
-    dependence flows through the layer).
+    dependence flows through the layer); ``return_delta=True`` also returns the gap
+    ``sum(attribution) - (f(x) - f(b))`` (Captum's ``return_convergence_delta``).
 
     Example:
       >>> import jax.numpy as jnp, jaxplain as jx
@@ -209,15 +219,22 @@ def layer_conductance(
     name = "layer_conductance"
     sp = _taps.split(name, f, layer, features, head)
     opts = _path_options(name, baseline, steps, method, batch_size, extra_points=1)
+    return_delta = _checks.check_bool(name, "return_delta", return_delta)
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path(name, baseline, x)
         at = lambda point: _taps.layer_gradient(sp, point, args, kwargs)
         a, g = _paths.path_map(at, path, opts.alphas, batch_size=opts.batch_size)
-        return _tmap(lambda aa, gg: jnp.sum((aa[1:] - aa[:-1]) * gg[:-1], axis=0), a, g)
+        attr = _tmap(lambda aa, gg: jnp.sum((aa[1:] - aa[:-1]) * gg[:-1], axis=0), a, g)
+        if not return_delta:
+            return attr
+        gap = sp.forward(x, None, *args, **kwargs)[0] - sp.forward(path.start, None, *args, **kwargs)[0]
+        return attr, _paths.tree_total(attr) - gap
 
     options = dict(layer=layer, baseline=baseline, steps=opts.steps, method=opts.method,
                    batch_size=opts.batch_size)
+    if return_delta:
+        options["return_delta"] = True
     return make_explainer(name, f or features, core, options)
 
 
@@ -309,9 +326,11 @@ def neuron_integrated_gradients(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
 ) -> Explainer:
     """Integrated gradients of one internal unit with respect to the input (Captum's
-    ``NeuronIntegratedGradients``): :func:`jaxplain.integrated_gradients` of ``x -> A(x)[neuron]``.
+    ``NeuronIntegratedGradients``): :func:`jaxplain.integrated_gradients` of ``x -> A(x)[neuron]``
+    (``multiply_by_inputs=False``: the path's mean gradient, without the factor ``(x - b)``).
 
     Example:
       >>> import jax.numpy as jnp, jaxplain as jx
@@ -325,14 +344,19 @@ def neuron_integrated_gradients(
     name = "neuron_integrated_gradients"
     _, unit = _neuron_fn(name, f, layer, features, head, neuron)
     opts = _path_options(name, baseline, steps, method, batch_size)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path(name, baseline, x)
         avg_grad = _paths.gradient_integral(unit, path, opts, args, kwargs)
+        if not multiply:
+            return _paths.cast_like(avg_grad, x)
         return _paths.cast_like(_tmap(jnp.multiply, path.delta, avg_grad), x)
 
     options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=opts.steps,
                    method=opts.method, batch_size=opts.batch_size)
+    if not multiply:
+        options["multiply_by_inputs"] = False
     return make_explainer(name, f or features, core, options)
 
 

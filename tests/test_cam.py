@@ -223,3 +223,27 @@ def test_errors(vgg):
     pair = jx.grad_cam(features=lambda x: x["a"][None], head=lambda a, t: jnp.sum(a) * t)
     with pytest.raises(ValueError, match="needs x to be one image .* upsample=False"):
         pair({"a": xs[0]}, 1.0)
+
+
+def test_grad_cam_on_sequence_and_dense_layers_and_per_channel():
+    """(L, K): weights are the mean over L; (K,): the gradient itself; attr_dim_summation=False
+    keeps alpha_k A_k per channel. Closed forms on a linear head."""
+    w = jnp.array([[1.0, -2.0], [0.5, 3.0], [2.0, 1.0]])  # head: sum(A * w) over (L=3, K=2)
+    features = lambda x: jnp.stack([x, 2 * x], axis=-1)  # (3,) -> (3, 2)
+    x = jnp.array([1.0, 2.0, -1.0])
+    a = features(x)
+    alpha = w.mean(axis=0)
+    seq = jx.grad_cam(features=features, head=lambda h: jnp.sum(h * w), relu=False, upsample=False)
+    np.testing.assert_allclose(seq(x), a @ alpha, rtol=1e-6)
+    per = jx.grad_cam(features=features, head=lambda h: jnp.sum(h * w), relu=False,
+                      upsample=False, attr_dim_summation=False)
+    np.testing.assert_allclose(per(x), a * alpha, rtol=1e-6)
+    up = jx.grad_cam(features=features, head=lambda h: jnp.sum(h * w), relu=False)
+    np.testing.assert_allclose(up(x), a @ alpha, rtol=1e-6)  # already x's length
+    v = jnp.array([1.0, -1.0, 2.0])
+    dense = jx.grad_cam(features=lambda x: 3 * x, head=lambda h: v @ h, relu=False, upsample=False)
+    np.testing.assert_allclose(dense(x), jnp.sum(v * 3 * x), rtol=1e-6)
+    with pytest.raises(ValueError, match="no spatial axis.*upsample=False"):
+        jx.grad_cam(features=lambda x: 3 * x, head=lambda h: v @ h)(x)
+    with pytest.raises(TypeError, match="attr_dim_summation must be True or False"):
+        jx.grad_cam(features=features, head=jnp.sum, attr_dim_summation=0)

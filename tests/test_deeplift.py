@@ -196,3 +196,27 @@ def test_a_callable_baseline_is_resolved_against_x():
     np.testing.assert_allclose(
         jx.deeplift(f, baseline=lambda v: jnp.full_like(v, 0.5))(x), jx.deeplift(f, baseline=0.5)(x)
     )
+
+
+def test_multiply_by_inputs_false_gives_the_multipliers():
+    """f = relu(x0 - 1) + 2 x1 from 0 at (3, 1): multipliers (2/3, 2); DeepLIFT-SHAP: their mean
+    over the baselines (from (2, 0): relu(2) - relu(1) over 1 = 1)."""
+    f = lambda x: jnp.maximum(x[0] - 1.0, 0.0) + 2.0 * x[1]
+    x = jnp.array([3.0, 1.0])
+    np.testing.assert_allclose(jx.deeplift(f, multiply_by_inputs=False)(x), [2 / 3, 2.0], rtol=1e-6)
+    bs = jnp.array([[0.0, 0.0], [2.0, 0.0]])
+    np.testing.assert_allclose(jx.deeplift_shap(f, baselines=bs, multiply_by_inputs=False)(x),
+                               [(2 / 3 + 1.0) / 2, 2.0], rtol=1e-6)
+    with pytest.raises(TypeError, match="multiply_by_inputs must be True or False"):
+        jx.deeplift(f, multiply_by_inputs=1)
+
+
+def test_deeplift_shap_takes_a_callable_background():
+    """baselines=callable x -> (n, *x.shape): the same as passing its value; bad shapes raise."""
+    f = _relu_cnn()
+    x = jax.random.normal(jax.random.key(3), (8, 8, 2))
+    make_bs = lambda v: jnp.stack([0.5 * v, -v, jnp.zeros_like(v)])
+    ours = jax.jit(jx.deeplift_shap(f, baselines=make_bs))(x, 1)
+    np.testing.assert_allclose(ours, jx.deeplift_shap(f, baselines=make_bs(x))(x, 1), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="do not fit x"):
+        jx.deeplift_shap(f, baselines=lambda v: jnp.zeros((2, 3, 3, 2)))(x, 1)

@@ -429,3 +429,35 @@ def test_smoothgrad_of_the_model_function_itself_raises():
     rows = lambda v: jnp.sum(jx.gradient(f)(v), axis=-1)
     out = jx.smoothgrad(rows, samples=4, sigma=0.0)(jnp.ones((2, 3)), key=KEY)
     np.testing.assert_allclose(out, [6.0, 6.0])
+
+
+# ----------------------------------------------------------------------------- global attribution
+
+
+def test_multiply_by_inputs_false_is_the_path_mean_gradient():
+    """Ancona et al.'s global attribution: IG without (x - b) is the mean gradient along the path;
+    for f = sum(x^2) from 0 that is mean_alpha 2 alpha x = x; expected gradients of a linear f give
+    its weights."""
+    x = jnp.array([1.0, -2.0, 3.0])
+    ig = jx.integrated_gradients(_f, steps=8, multiply_by_inputs=False)
+    np.testing.assert_allclose(ig(x), x, rtol=1e-6)
+    np.testing.assert_allclose(ig(x) * x, jx.integrated_gradients(_f, steps=8)(x), rtol=1e-6)
+    w = jnp.array([1.0, -2.0, 3.0])
+    for make in (jx.expected_gradients, jx.gradient_shap):
+        eg = make(lambda v: w @ v, baselines=jnp.ones((4, 3)), multiply_by_inputs=False)
+        np.testing.assert_allclose(eg(2 * x, key=KEY), w, rtol=1e-6)
+    # quadratic: the mean of 2 (b + alpha (x - b)) over the draws, not the attribution (x - b) * ...
+    eg = jx.expected_gradients(_f, baselines=jnp.zeros((1, 3)), samples=64, multiply_by_inputs=False)
+    mean = jnp.mean(jax.vmap(lambda k: 2 * jax.random.uniform(jax.random.split(k, 3)[1], ()))(
+        jax.random.split(KEY, 64)))
+    np.testing.assert_allclose(eg(x, key=KEY), mean * x, rtol=1e-5)
+    assert "multiply_by_inputs=False" in repr(ig)
+
+
+def test_multiply_by_inputs_is_checked_and_return_delta_needs_it():
+    with pytest.raises(ValueError, match="return_delta=True needs multiply_by_inputs=True"):
+        jx.integrated_gradients(_f, return_delta=True, multiply_by_inputs=False)
+    with pytest.raises(TypeError, match="multiply_by_inputs must be True or False, got str"):
+        jx.integrated_gradients(_f, multiply_by_inputs="no")
+    with pytest.raises(TypeError, match="multiply_by_inputs must be True or False"):
+        jx.gradient_shap(_f, baselines=jnp.zeros((2, 3)), multiply_by_inputs=None)

@@ -215,3 +215,34 @@ def test_a_callable_neuron_must_return_a_scalar(mlp):
     for make in (jx.neuron_gradient, jx.neuron_integrated_gradients, jx.neuron_conductance):
         with pytest.raises(TypeError, match=r"neuron must return a scalar, but neuron\(A\) returned shape \(1, 2\)"):
             make(f, layer="fc1", neuron=lambda a: a[:, :2])(xs[0], 0)
+
+
+def test_multiply_by_inputs_false_at_a_layer_and_a_neuron():
+    """Layer IG without (a_x - a_b): the mean of dF/dA along the path (head sum(a^2) on a = 2x:
+    mean of 2 alpha a_x = a_x); neuron IG of x1^2: the mean gradient x1."""
+    x = jnp.array([1.0, 3.0])
+    lig = jx.layer_integrated_gradients(features=lambda v: 2 * v, head=lambda a: jnp.sum(a ** 2),
+                                        multiply_by_inputs=False, steps=8)
+    np.testing.assert_allclose(lig(x), 2 * x, rtol=1e-6)
+    nig = jx.neuron_integrated_gradients(features=lambda v: v ** 2, head=jnp.sum, neuron=(1,),
+                                         multiply_by_inputs=False, steps=8)
+    np.testing.assert_allclose(nig(x), [0.0, 3.0], rtol=1e-6)
+    with pytest.raises(ValueError, match="return_delta=True needs multiply_by_inputs=True"):
+        jx.layer_integrated_gradients(features=jnp.sin, head=jnp.sum, return_delta=True,
+                                      multiply_by_inputs=False)
+
+
+def test_layer_conductance_return_delta_is_the_completeness_gap(mlp):
+    """delta = sum(conductance) - (f(x) - f(b)); it shrinks as the steps grow."""
+    _, _, f, _, xs = mlp
+    x, b = xs[1], 0.3 * xs[2]
+    gap = float(f(x, 0) - f(b, 0))
+    deltas = []
+    for steps in (4, 64):
+        ex = jx.layer_conductance(f, layer="fc2", baseline=b, steps=steps, return_delta=True)
+        attr, delta = ex(x, 0)
+        np.testing.assert_allclose(float(delta), float(jnp.sum(attr)) - gap, rtol=1e-5, atol=1e-7)
+        deltas.append(abs(float(delta)))
+    assert deltas[1] < deltas[0]
+    with pytest.raises(TypeError, match="return_delta must be True or False"):
+        jx.layer_conductance(f, layer="fc2", return_delta="yes")

@@ -259,3 +259,68 @@ def test_layerwise_conservation_zplus_and_alpha_beta(x64, net, name):
             assert np.all((np.asarray(out).ravel() <= 0) | (n_neg > 0)), "precondition"
     # totals[0] is the full explanation's total
     np.testing.assert_allclose(totals, [fx] * len(parts), rtol=1e-9)
+
+
+# ----------------------------------------------------------------------------- Zennit's options
+
+
+def test_stabilizer_variants_are_zennits_formulas():
+    """shift: z + eps sign(z); clip: sign(z) max(|z|, eps); norm_scale: eps * rms(z); sign(0)=1."""
+    z = jnp.array([-2.0, -0.05, 0.0, 0.1, 3.0])
+    rms = float(jnp.sqrt(jnp.mean(z * z)))
+    sign = np.where(np.asarray(z) >= 0, 1.0, -1.0)
+    np.testing.assert_allclose(jx.rules.stabilizer(0.5)(z), z + 0.5 * sign, rtol=1e-6)
+    np.testing.assert_allclose(jx.rules.stabilizer(0.5, clip=True)(z),
+                               sign * np.maximum(np.abs(z), 0.5), rtol=1e-6)
+    np.testing.assert_allclose(jx.rules.stabilizer(0.5, norm_scale=True)(z),
+                               z + 0.5 * rms * sign, rtol=1e-6)
+    np.testing.assert_allclose(jx.rules.stabilizer(0.5, clip=True, norm_scale=True)(z),
+                               sign * np.maximum(np.abs(z), 0.5 * rms), rtol=1e-6)
+    rule = jx.rules.epsilon(epsilon=jx.rules.stabilizer(0.1, clip=True))
+    assert repr(rule) == "Rule('epsilon', epsilon=stabilizer(0.1, clip=True))"
+    with pytest.raises(TypeError, match="clip must be True or False"):
+        jx.rules.stabilizer(0.1, clip="yes")
+    with pytest.raises(ValueError, match="epsilon must be"):
+        jx.rules.stabilizer(-1.0)
+
+
+def test_zero_params_drops_the_bias_from_every_branch():
+    """zero_params='bias' is the rule on the bias-free layer (Zennit's zero_params)."""
+    k = jax.random.split(jax.random.key(2), 3)
+    w, b = jax.random.normal(k[0], (4, 3)), jax.random.normal(k[1], (3,))
+    x = jax.random.normal(k[2], (4,))
+    for rule in (jx.rules.epsilon, jx.rules.zplus, jx.rules.gamma, jx.rules.alpha_beta):
+        plain = rule(zero_params="bias")
+        assert all(br.bias is None for g in plain.groups for br in g.branches)
+        assert ("zero_params", "bias") in plain.options
+        with_b = jx.lrp(lambda v: jnp.sum(jax.nn.relu(v @ w + b)),
+                        rules=jx.composites.custom(default=plain))(x)
+        without = jx.lrp(lambda v: jnp.sum(jax.nn.relu(v @ w + b)),
+                         rules=jx.composites.custom(default=rule))(x)
+        assert not np.allclose(with_b, without)
+        # the bias-free rule only changes the denominators: relevance of the bias-free layer at
+        # the same z would be the same numerators; check against the formula for epsilon
+        if rule is jx.rules.epsilon:
+            z = x @ w + b
+            r = jnp.where(z > 0, z, 0.0)
+            ref = x * (w @ (r / (x @ w + 1e-6 * jnp.where(x @ w >= 0, 1.0, -1.0))))
+            np.testing.assert_allclose(with_b, ref, rtol=1e-5)
+    with pytest.raises(ValueError, match="zero_params must be 'bias'"):
+        jx.rules.epsilon(zero_params="weight")
+
+
+def test_relu_beta_smooth_is_the_softplus_backward():
+    """Each ReLU's backward becomes sigmoid(beta z) g: relevance = f(x) * grad of the net with
+    softplus_beta activations (the other operations by their gradient)."""
+    k = jax.random.split(jax.random.key(4), 3)
+    w1, w2 = jax.random.normal(k[0], (5, 6)), jax.random.normal(k[1], (6,))
+    x = jax.random.normal(k[2], (5,))
+    f = lambda v: jax.nn.relu(v @ w1) @ w2
+    beta = 3.0
+    smooth = lambda v: (jnp.logaddexp(0.0, beta * (v @ w1)) / beta) @ w2
+    rules = jx.composites.custom(types={"activation": jx.rules.relu_beta_smooth(beta_smooth=beta)},
+                                 default=jx.rules.gradient)
+    ours = jx.lrp(f, rules=rules)(x)
+    np.testing.assert_allclose(ours, f(x) * jax.grad(smooth)(x), rtol=1e-5)
+    with pytest.raises(ValueError, match="replaces an activation's backward pass"):
+        jx.lrp(f, rules=jx.composites.custom(default=jx.rules.relu_beta_smooth))(x)

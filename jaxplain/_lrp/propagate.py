@@ -75,6 +75,12 @@ class Context(NamedTuple):
                 f"jaxplain.rules.norm to split relevance in proportion to each input's share."
             )
         R.check_configured(rule, f"jaxplain.{self.method} ({where})")  # a Composite built by hand
+        if rule.kind == "beta_smooth" and kind != "activation":
+            raise LRPError(
+                f"jaxplain.{self.method}: the rule {rule.name!r} replaces an activation's backward "
+                f"pass, but it was given to a {kind or 'other'} operation {eqn.primitive.name!r} "
+                f"({where}); map it to the 'activation' kind."
+            )
         if kind not in ("dense", "conv") and rule.kind == "layer" and rule.modifies_params:
             raise LRPError(
                 f"jaxplain.{self.method}: the rule {rule.name!r} changes weights or inputs, so it "
@@ -150,19 +156,23 @@ def apply_op_rule(ctx, rule, eqn, fn, invals, active):
     """Applies a non-layer rule (gradient, pass_through, norm/epsilon/zero) to ``fn(*invals)``."""
     if rule.kind == "gradient":
         return fn(*invals)
-    if rule.kind == "pass":
+    if rule.kind in ("pass", "beta_smooth"):
         idx = [i for i, a in enumerate(active) if a]
         if len(idx) != 1:
             raise LRPError(
-                f"jaxplain.{ctx.method}: pass_through needs an operation with one input that "
+                f"jaxplain.{ctx.method}: {rule.name} needs an operation with one input that "
                 f"depends on x, but {eqn.primitive.name!r} ({P.source(eqn)}) has {len(idx)}; use "
                 f"jaxplain.rules.norm or gradient."
             )
         (k,) = idx
+        beta = rule.stabilizer if rule.kind == "beta_smooth" else None
 
         def backward(args, out, r):
             cts = [None] * len(args)
-            cts[k] = sum_to(first(r), jnp.shape(args[k]))
+            r = first(r)
+            if beta is not None:  # softplus_beta's derivative at the activation's input
+                r = jax.nn.sigmoid(beta * args[k]).astype(r.dtype) * r
+            cts[k] = sum_to(r, jnp.shape(args[k]))
             return cts
 
         return _wrap_multi(fn, backward, invals)

@@ -49,6 +49,7 @@ __all__ = [
     "Group",
     "Rule",
     "stabilize",
+    "stabilizer",
     "zero",
     "epsilon",
     "zplus",
@@ -62,6 +63,7 @@ __all__ = [
     "pass_through",
     "norm",
     "gradient",
+    "relu_beta_smooth",
 ]
 
 # Input modifiers, by name (the propagation knows which ones vanish for a non-negative input).
@@ -186,7 +188,10 @@ class Rule(NamedTuple):
     def __call__(self, **options) -> "Rule":
         if self.name not in _FACTORIES:
             raise TypeError(f"jaxplain.rules: the rule {self.name!r} takes no options.")
-        return _FACTORIES[self.name](**{**dict(self.options), **options})
+        merged = {**dict(self.options), **options}
+        zero_params = merged.pop("zero_params", None)
+        rule = _FACTORIES[self.name](**merged)
+        return rule if zero_params is None else _without_bias(rule, zero_params)
 
     def __repr__(self) -> str:
         opts = "".join(f", {k}={_short(v)}" for k, v in self.options)
@@ -201,6 +206,25 @@ class Rule(NamedTuple):
             for g in self.groups
             for b in g.branches
         ) or any(g.where is not None for g in self.groups) or len(self.groups) > 1
+
+
+def _without_bias(rule: "Rule", zero_params: Any) -> "Rule":
+    """The rule with every branch's bias dropped (Zennit's ``zero_params='bias'``)."""
+    names = (zero_params,) if isinstance(zero_params, str) else zero_params
+    try:
+        names = tuple(names)
+    except TypeError:
+        names = (zero_params,)
+    if not names or any(n != "bias" for n in names):
+        raise ValueError(
+            f"jaxplain.rules.{rule.name}: zero_params must be 'bias' (or ('bias',)), got "
+            f"{zero_params!r}; 'bias' drops the layer's bias from every branch of the rule. (Zeroing "
+            f"the weights would leave no relevance to propagate.)"
+        )
+    groups = tuple(
+        Group(tuple(b._replace(bias=None) for b in g.branches), g.where) for g in rule.groups
+    )
+    return rule._replace(groups=groups, options=rule.options + (("zero_params", "bias"),))
 
 
 def _short(v):
@@ -231,6 +255,49 @@ def stabilize(z, stabilizer):
     if stabilizer == 0:
         return jnp.where(z == 0, jnp.ones_like(z), z)
     return z + sign * jnp.asarray(stabilizer, z.dtype)
+
+
+def stabilizer(epsilon: float = 1e-6, *, clip: bool = False, norm_scale: bool = False) -> Callable:
+    """A stabilizer function for a rule's ``stabilizer=`` option, as Zennit's ``Stabilizer``.
+
+    ``clip=False``: ``z + eps * sign(z)``; ``clip=True``: ``sign(z) * max(|z|, eps)`` (values
+    smaller than ``eps`` in magnitude are raised to it, larger ones are untouched). With
+    ``norm_scale=True``, ``eps`` is first scaled by the root mean square of ``z`` over the
+    example (Zennit's default ``dim``: all axes but the batch). ``sign(0) = +1``.
+
+    Args:
+      epsilon: the shift or clip value (``>= 0``).
+      clip: clip the magnitude instead of shifting it.
+      norm_scale: scale ``epsilon`` by ``sqrt(mean(z ** 2))``.
+
+    Returns:
+      ``z -> stabilized z``, e.g. ``jaxplain.rules.epsilon(epsilon=jaxplain.rules.stabilizer(0.1,
+      clip=True))``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> jx.rules.stabilizer(0.5, clip=True)(jnp.array([-1.0, 0.1, 0.0, 2.0]))
+      Array([-1. ,  0.5,  0.5,  2. ], dtype=float32)
+
+    References:
+      Zennit's ``zennit.core.Stabilizer`` (Anders et al. 2021, arXiv:2106.13200).
+    """
+    eps = _checks.check_float("rules.stabilizer", "epsilon", epsilon, minimum=0.0)
+    clip = _checks.check_bool("rules.stabilizer", "clip", clip)
+    norm_scale = _checks.check_bool("rules.stabilizer", "norm_scale", norm_scale)
+
+    def stabilize_z(z):
+        sign = jnp.where(z >= 0, 1, -1).astype(z.dtype)
+        e = jnp.asarray(eps, z.dtype)
+        if norm_scale:
+            e = e * jnp.sqrt(jnp.mean(z * z))
+        if clip:
+            return sign * jnp.maximum(jnp.abs(z), e)
+        return z + sign * e
+
+    stabilize_z.__name__ = (f"stabilizer({eps:g}" + (", clip=True" if clip else "")
+                            + (", norm_scale=True" if norm_scale else "") + ")")
+    return stabilize_z
 
 
 # --------------------------------------------------------------------------- option checks
@@ -405,6 +472,16 @@ def _zbox(low: Any = None, high: Any = None, stabilizer: float = 1e-6, **rest) -
     )
 
 
+def _relu_beta_smooth(beta_smooth: float = 10.0, **rest) -> Rule:
+    if rest:
+        raise TypeError(
+            f"jaxplain.rules.relu_beta_smooth: unknown option(s) {', '.join(sorted(rest))}; it "
+            f"takes beta_smooth=."
+        )
+    beta = _checks.check_float("rules.relu_beta_smooth", "beta_smooth", beta_smooth, minimum=0.0)
+    return Rule("relu_beta_smooth", "beta_smooth", (), beta, (("beta_smooth", beta_smooth),))
+
+
 _FACTORIES: dict[str, Callable[..., Rule]] = {
     "zero": _zero,
     "epsilon": _epsilon,
@@ -415,6 +492,7 @@ _FACTORIES: dict[str, Callable[..., Rule]] = {
     "flat": _flat,
     "wsquare": _wsquare,
     "zbox": _zbox,
+    "relu_beta_smooth": _relu_beta_smooth,
 }
 
 #: LRP-0: ``R_j = sum_k x_j w_jk / z_k R_k`` (Bach et al. 2015); zero denominators drop relevance.
@@ -443,5 +521,9 @@ pass_through = Rule("pass_through", "pass")
 norm = _norm()
 #: The ordinary backward pass (max pooling routes relevance to the winner; reshapes move it).
 gradient = Rule("gradient", "gradient")
+#: For activations: the backward pass of ``softplus`` with ``beta``, ``sigmoid(beta x) * g``
+#: (Zennit's ``ReLUBetaSmooth``, Dombrowski et al. 2019); ``beta_smooth`` (default 10) is kept as
+#: the rule's ``stabilizer`` field.
+relu_beta_smooth = _relu_beta_smooth()
 
-RULE_NAMES = ("zero", "epsilon", "zplus", "alpha_beta", "gamma", "flat", "wsquare", "zbox", "pass_through", "norm", "gradient")
+RULE_NAMES = ("zero", "epsilon", "zplus", "alpha_beta", "gamma", "flat", "wsquare", "zbox", "pass_through", "norm", "gradient", "relu_beta_smooth")

@@ -228,3 +228,22 @@ def test_guided_grad_cam_matches_captum(gap, cnn):
     ref = GuidedGradCam(cnn["torch"], cnn["torch"].conv3)
     ref = ref.attribute(cnn["x_t"], target=torch.tensor(cnn["ts"]))
     _close(_batch(jx.guided_grad_cam(features=cnn["features"], head=cnn["head"]), cnn), _nhwc(ref))
+
+
+def test_grad_cam_per_channel_and_on_a_dense_layer_match_layer_grad_cam(gap):
+    """attr_dim_summation=False (one map per channel, channels last here) and a non-spatial
+    layer (the dense output: each unit weighted by its own gradient)."""
+    tm, t = gap["torch"], torch.tensor(gap["ts"])
+    theirs = LayerGradCam(tm, tm.conv3).attribute(gap["x_t"], target=t, attr_dim_summation=False)
+    ours = _batch(jx.grad_cam(gap["f"], layer="block3/conv", relu=False, upsample=False,
+                              attr_dim_summation=False), gap)
+    _close(ours, _nhwc(theirs))
+    up = LayerAttribution.interpolate(theirs, (SIZE, SIZE), interpolate_mode="bilinear")
+    ours = _batch(jx.grad_cam(gap["f"], layer="block3/conv", relu=False,
+                              attr_dim_summation=False), gap)
+    _close(ours, _nhwc(up))
+    for summed in (True, False):
+        theirs = LayerGradCam(tm, tm.fc).attribute(gap["x_t"], target=t, attr_dim_summation=summed)
+        ours = _batch(jx.grad_cam(gap["f"], layer="fc", relu=False, upsample=False,
+                                  attr_dim_summation=summed), gap)
+        _close(ours, theirs.detach().numpy()[:, 0] if summed else theirs.detach().numpy())

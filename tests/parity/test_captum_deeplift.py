@@ -79,3 +79,24 @@ def test_deeplift_shap_matches_captum(twin):
 # for outputs of about 7; Captum issue #1276 reports a related indexing bug in that rule), so its
 # numbers are not a reference there. tests/test_deeplift.py checks ours against the rule's formula
 # and summation-to-delta instead.
+
+
+def test_deeplift_and_deeplift_shap_global_match_captum(twin):
+    """multiply_by_inputs=False: the multipliers (and their mean over the background)."""
+    f, module, xs, rng = twin
+    bs = (0.5 * rng.normal(size=xs.shape)).astype(np.float32)
+    theirs = DeepLift(module, multiply_by_inputs=False).attribute(
+        nchw(xs).requires_grad_(True), baselines=nchw(bs), target=torch.from_numpy(TARGETS))
+    ours = jax.vmap(lambda x, b, t: jx.deeplift(f, baseline=b, multiply_by_inputs=False)(x, t))(
+        jnp.asarray(xs), jnp.asarray(bs), jnp.asarray(TARGETS))
+    close(ours, twins.nchw_to_nhwc(theirs.detach().numpy()))
+    background = rng.normal(size=(5, SIZE, SIZE, 3)).astype(np.float32)
+    theirs = DeepLiftShap(module, multiply_by_inputs=False).attribute(
+        nchw(xs).requires_grad_(True), baselines=nchw(background), target=torch.from_numpy(TARGETS))
+    ours = jax.vmap(jx.deeplift_shap(f, baselines=jnp.asarray(background), multiply_by_inputs=False))(
+        jnp.asarray(xs), jnp.asarray(TARGETS))
+    # Multipliers alone are finite differences (a(x) - a(b)) / (x - b): where x is close to one
+    # baseline, float32 cancellation leaves ~1e-5 of noise that the factor (x - b) would cancel
+    # in the attribution, so they are compared to 1e-3 of the largest.
+    theirs = twins.nchw_to_nhwc(theirs.detach().numpy())
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-3 * np.abs(theirs).max())

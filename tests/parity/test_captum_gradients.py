@@ -315,3 +315,12 @@ def test_smoothgrad_sigma_is_captums_stdevs():
     )
     for v in (ours.mean(), theirs.mean().item()):
         assert abs(v / sigma**2 - 1) < 0.03, v / sigma**2
+
+
+def test_integrated_gradients_global_matches_captum(relu_twin):
+    """multiply_by_inputs=False (the mean gradient along the path) against Captum's."""
+    tw = relu_twin
+    theirs = IntegratedGradients(tw.module, multiply_by_inputs=False).attribute(
+        tw.inputs, baselines=0.0, target=tw.targets, n_steps=STEPS, method="gausslegendre")
+    ours = tw.ours(jx.integrated_gradients(tw.f, steps=STEPS, multiply_by_inputs=False))
+    close(ours, twins.nchw_to_nhwc(theirs))

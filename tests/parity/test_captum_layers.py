@@ -68,9 +68,9 @@ def _close(ours, theirs):
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
 
 
-def _theirs(cls, setup, **kw):
+def _theirs(cls, setup, *, init=None, **kw):
     _, _, _, torch_model, xs, ts = setup
-    method = cls(torch_model, torch_model.conv3)
+    method = cls(torch_model, torch_model.conv3, **(init or {}))
     x = torch.tensor(twins.nhwc_to_nchw(xs))
     out = method.attribute(x, target=torch.tensor(ts), n_steps=STEPS, method="gausslegendre", **kw)
     return out.detach().numpy().transpose(0, 2, 3, 1)  # NCHW -> NHWC
@@ -89,9 +89,28 @@ def test_layer_integrated_gradients_matches_captum(setup):
     _close(_ours(lambda *a, **k: jx.layer_integrated_gradients(*a, **k, steps=STEPS), setup), theirs)
 
 
+def test_layer_integrated_gradients_global_matches_captum(setup):
+    theirs = _theirs(LayerIntegratedGradients, setup, init=dict(multiply_by_inputs=False),
+                     baselines=0.0)
+    _close(_ours(lambda *a, **k: jx.layer_integrated_gradients(
+        *a, **k, steps=STEPS, multiply_by_inputs=False), setup), theirs)
+
+
 def test_layer_conductance_matches_captum(setup):
     theirs = _theirs(LayerConductance, setup, baselines=0.0)
     _close(_ours(lambda *a, **k: jx.layer_conductance(*a, **k, steps=STEPS), setup), theirs)
+
+
+def test_layer_conductance_delta_matches_captum(setup):
+    features, head, _, torch_model, xs, ts = setup
+    method = LayerConductance(torch_model, torch_model.conv3)
+    _, theirs = method.attribute(torch.tensor(twins.nhwc_to_nchw(xs)), target=torch.tensor(ts),
+                                 n_steps=STEPS, method="gausslegendre", baselines=0.0,
+                                 return_convergence_delta=True)
+    ex = jx.layer_conductance(features=features, head=head, steps=STEPS, return_delta=True)
+    _, ours = jax.vmap(ex)(jnp.asarray(xs), jnp.asarray(ts))
+    theirs = theirs.detach().numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-3, atol=1e-4)  # logits of order 1
 
 
 def test_internal_influence_matches_captum(setup):

@@ -294,3 +294,51 @@ def test_merge_batchnorm_of_an_unbatched_flax_call_matches_zennit():
     theirs = zennit_relevance(module, EpsilonPlus(canonizers=[NamedMergeBatchNorm([(["conv"], "bn")])]),
                               xs, ts, classes=3)
     close(ours, theirs)
+
+
+# ---------------------------------------------------------------------------- Zennit's options
+
+
+def _layer_map(rule, act=None):
+    from torch import nn
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import Norm, Pass
+    from zennit.types import Activation, AvgPool
+
+    return LayerMapComposite([(Activation, act or Pass()), (AvgPool, Norm()),
+                              (nn.Conv2d, rule), (nn.Linear, rule)])
+
+
+@pytest.mark.parametrize("variant", ["zero_params", "clip", "norm_scale"])
+def test_epsilon_options_match_zennit(cnn, variant):
+    """Epsilon with zero_params='bias', and with Stabilizer(clip=True) / (norm_scale=True)."""
+    from zennit.core import Stabilizer
+    from zennit.rules import Epsilon
+
+    xs, _, _ = cnn["inputs"]["normal"]
+    if variant == "zero_params":
+        theirs, ours = Epsilon(0.1, zero_params="bias"), jx.rules.epsilon(epsilon=0.1, zero_params="bias")
+    elif variant == "clip":
+        theirs = Epsilon(Stabilizer(0.1, clip=True))
+        ours = jx.rules.epsilon(epsilon=jx.rules.stabilizer(0.1, clip=True))
+    else:
+        theirs = Epsilon(Stabilizer(0.1, norm_scale=True))
+        ours = jx.rules.epsilon(epsilon=jx.rules.stabilizer(0.1, norm_scale=True))
+    rules = jx.composites.custom(types={"avg_pool": jx.rules.norm}, default=ours)
+    close(our_relevance(cnn["f"], rules, xs, CNN_TARGETS),
+          zennit_relevance(cnn["module"], _layer_map(theirs), xs, CNN_TARGETS, classes=10))
+
+
+def test_relu_beta_smooth_matches_zennit(cnn):
+    """ReLUBetaSmooth on the ReLUs, the gradient elsewhere (Zennit: no rule on the layers)."""
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import ReLUBetaSmooth
+    from zennit.types import Activation
+
+    xs, _, _ = cnn["inputs"]["normal"]
+    rules = jx.composites.custom(
+        types={"activation": jx.rules.relu_beta_smooth(beta_smooth=5.0), "avg_pool": jx.rules.gradient,
+               "sum": jx.rules.gradient}, default=jx.rules.gradient)
+    theirs = LayerMapComposite([(Activation, ReLUBetaSmooth(beta_smooth=5.0))])
+    close(our_relevance(cnn["f"], rules, xs, CNN_TARGETS),
+          zennit_relevance(cnn["module"], theirs, xs, CNN_TARGETS, classes=10))
