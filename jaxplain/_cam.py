@@ -116,13 +116,14 @@ def _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed):
         return m
     if not space:
         raise ValueError(
-            f"jaxplain.grad_cam: the layer's output has shape {shape}, one value per unit with no "
+            f"jaxplain.{name}: the layer's output has shape {shape}, one value per unit with no "
             f"spatial axis, so the map cannot be resized to the input; pass upsample=False."
         )
     if len(space) == 1:
         if not isinstance(x, jax.Array) or jnp.ndim(x) < 1:
-            raise ValueError(f"jaxplain.grad_cam: resizing a sequence map needs x to be one array "
-                             f"whose first axis is the sequence; pass upsample=False.")
+            raise ValueError(f"jaxplain.{name}: resizing a sequence map needs x to be one array "
+                             f"whose first axis is the sequence, got {type(x).__name__}; pass "
+                             f"upsample=False.")
         size = (jnp.shape(x)[0],) + (() if summed else (m.shape[-1],))
         return m if m.shape == size else jax.image.resize(m, size, "linear", antialias=False)
     size = _image_size(name, x)
