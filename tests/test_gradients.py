@@ -276,12 +276,15 @@ def test_smoothgrad_kinds_closed_forms():
     x = jnp.array([1.0, -2.0, 0.5])
     s = 0.3
     n = 20000
-    mk = lambda kind: jx.smoothgrad(jx.gradient(f), samples=n, sigma=s, relative=False, kind=kind)
+    # all draws at once: 20000 evaluations of a 3-vector function are one small batch (the default
+    # would compile 25 chunks sized for a CNN)
+    mk = lambda kind: jx.smoothgrad(jx.gradient(f), samples=n, sigma=s, relative=False, kind=kind,
+                                    batch_size=n)
     np.testing.assert_allclose(mk("smoothgrad")(x, key=KEY), 2 * x, atol=0.02)
     np.testing.assert_allclose(mk("smoothgrad_sq")(x, key=KEY), 4 * x**2 + 4 * s**2, rtol=0.03)
     np.testing.assert_allclose(mk("vargrad")(x, key=KEY), 4 * s**2, rtol=0.05)
     # relative noise: std = sigma * (max(x) - min(x)) = 0.1 * 3.0
-    vg = jx.smoothgrad(jx.gradient(f), samples=n, sigma=0.1, kind="vargrad")(x, key=KEY)
+    vg = jx.smoothgrad(jx.gradient(f), samples=n, sigma=0.1, kind="vargrad", batch_size=n)(x, key=KEY)
     np.testing.assert_allclose(vg, 4 * 0.3**2, rtol=0.05)
 
 
