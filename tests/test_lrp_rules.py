@@ -324,3 +324,11 @@ def test_relu_beta_smooth_is_the_softplus_backward():
     np.testing.assert_allclose(ours, f(x) * jax.grad(smooth)(x), rtol=1e-5)
     with pytest.raises(ValueError, match="replaces an activation's backward pass"):
         jx.lrp(f, rules=jx.composites.custom(default=jx.rules.relu_beta_smooth))(x)
+    # a tanh (or any activation but a ReLU) gets an error, not a ReLU's smoothed backward pass
+    g = lambda v: jnp.tanh(v @ w1) @ w2
+    with pytest.raises(ValueError, match="is not a ReLU"):
+        jx.lrp(g, rules=rules)(x)
+    # jax.nn.relu, an inline maximum and flax.linen.relu are all ReLUs
+    for relu in (jax.nn.relu, lambda h: jnp.maximum(h, 0.0), __import__("flax").linen.relu):
+        h = lambda v, relu=relu: relu(v @ w1) @ w2
+        np.testing.assert_allclose(jx.lrp(h, rules=rules)(x), ours, rtol=1e-6)

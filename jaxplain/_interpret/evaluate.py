@@ -40,6 +40,7 @@ class Site(NamedTuple):
       what: for ``"other"``, why it is none of the known classes.
       nonneg: for a layer, whether its input is known to be >= 0.
       concat: for a layer, the (input axis, weight axis) it contracts, if exactly one pair.
+      relu: for an activation region, whether it is exactly one ReLU of its root.
     """
 
     kind: str
@@ -49,6 +50,7 @@ class Site(NamedTuple):
     what: str = ""
     nonneg: bool = False
     concat: Any = None
+    relu: bool = False
 
 
 class Hooks(Protocol):
@@ -157,7 +159,7 @@ def _evaluate(run: _Run, jaxpr, consts, args, scope: A.Scope, prefix: str = "") 
             g, region = region_fn(v)
             last = eqns[region.eqns[-1]]
             kind = "affine" if region.affine else "activation"
-            site = Site(kind, last, P.module_path(prefix, last), count("region"))
+            site = Site(kind, last, P.module_path(prefix, last), count("region"), relu=region.relu)
             consts_v = [plain(w) for w in region.consts]
             done[v] = first(run.hooks.region(site, g, read(region.root), consts_v))
         return done[v]

@@ -100,6 +100,14 @@ class LRPHooks:
     def region(self, site: Site, g, root, consts):
         # a region's rule goes by kind, not by its last operation's primitive
         rule = self.ctx.rule(site.kind, site.eqn, site.path, primitive="")
+        if rule.kind == "beta_smooth" and not site.relu:
+            raise LRPError(
+                f"jaxplain.{self.ctx.method}: the rule {rule.name!r} is the backward pass of a "
+                f"smoothed ReLU, but the activation at {P.source(site.eqn)}"
+                f"{f', module {site.path!r}' if site.path else ''} is not a ReLU (its last "
+                f"operation is {site.eqn.primitive.name!r}); give it pass_through or gradient, e.g. "
+                f"by its module path in paths=."
+            )
         return apply_op_rule(self.ctx, rule, site.eqn, g, [root, *consts], [True] + [False] * len(consts))
 
     def layer(self, site: Site, lin, x, w, b):
