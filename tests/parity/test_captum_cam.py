@@ -247,3 +247,16 @@ def test_grad_cam_per_channel_and_on_a_dense_layer_match_layer_grad_cam(gap):
         ours = _batch(jx.grad_cam(gap["f"], layer="fc", relu=False, upsample=False,
                                   attr_dim_summation=summed), gap)
         _close(ours, theirs.detach().numpy()[:, 0] if summed else theirs.detach().numpy())
+
+
+def test_a_sequence_map_is_resized_as_torchs_linear_interpolation():
+    """grad_cam on an (L, K) layer upsamples its (L,) map to x's length like
+    torch.nn.functional.interpolate(mode="linear", align_corners=False)."""
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(11, 2)), jnp.float32)
+    pool = lambda v: v.reshape(-1)[:16].reshape(4, 4)  # (L=4, K=4) from the first 16 values
+    ex = jx.grad_cam(features=pool, head=lambda a: jnp.sum(jnp.sin(a)), relu=False)
+    small = jx.grad_cam(features=pool, head=lambda a: jnp.sum(jnp.sin(a)), relu=False,
+                        upsample=False)(x)
+    theirs = torch.nn.functional.interpolate(torch.from_numpy(np.asarray(small))[None, None],
+                                             size=11, mode="linear", align_corners=False)
+    np.testing.assert_allclose(ex(x), theirs.numpy()[0, 0], rtol=1e-5, atol=1e-6)
