@@ -173,9 +173,9 @@ def _time_jax(fn, args: tuple, kwargs: dict, *, repeats: int, budget: float, opt
     return compile_s, median, n
 
 
-def _chunking(k, steps: int, batch: int) -> str:
+def _chunking(k, steps: int, batch: int, size: int) -> str:
     if k == DEFAULT:
-        k = _chosen(steps, batch)
+        k = _chosen(steps, batch, size)
         prefix = f"None -> {k}: "
     else:
         prefix = ""
@@ -186,12 +186,14 @@ def _chunking(k, steps: int, batch: int) -> str:
     return prefix + f"{chunks} chunks of {batch * k} img, {how}"
 
 
-def _chosen(steps: int, batch: int) -> int:
-    """The batch_size jaxplain chooses for ``steps`` points under a vmap over ``batch`` examples."""
+def _chosen(steps: int, batch: int, size: int) -> int:
+    """The batch_size jaxplain chooses for ``steps`` points under a vmap over ``batch`` examples
+    of ``(size, size, 3)`` images."""
     out = []
+    image = jnp.zeros((size, size, 3))
 
     def probe(x):
-        out.append(_paths.auto_batch_size(steps, None))
+        out.append(_paths.auto_batch_size(steps, None, like=image))
         return x
 
     if batch == 1:
@@ -278,7 +280,7 @@ def _one_model(a, model: str) -> list[dict]:
             keep: dict = {}
             c, t, n = _time_jax(jax.vmap(build(k)), (xs, ts), kwargs, options=tuned, keep=keep,
                                 **timing)
-            row(f"jaxplain {name}", f"batch_size={_k(k)}: {_chunking(k, S, B)}", compile_s=c,
+            row(f"jaxplain {name}", f"batch_size={_k(k)}: {_chunking(k, S, B, a.size)}", compile_s=c,
                 time_s=t, n=n, ratio=t / (S * t_opt), ratio_of="x jax floor")
             if k == DEFAULT:
                 calls[name + " default"], compile_s[name + " default"] = keep["call"], c
@@ -298,7 +300,7 @@ def _one_model(a, model: str) -> list[dict]:
             keep = {}
             c, t, n = _time_jax(build(k), (x1, t1), kw1, options=tuned, keep=keep,
                                 repeats=max(a.repeats, 20), budget=a.budget)
-            row(f"single example {name}", f"batch_size={_k(k)}: {_chunking(k, S, 1)}",
+            row(f"single example {name}", f"batch_size={_k(k)}: {_chunking(k, S, 1, a.size)}",
                 compile_s=c, time_s=t, n=n, batch=1)
             single.setdefault(name, {})[k] = keep["call"]
 

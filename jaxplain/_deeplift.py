@@ -189,9 +189,9 @@ def deeplift_shap(
       baselines: ``(n, *x.shape)`` reference inputs (n >= 1), or a pytree of such arrays; or a
         callable ``x -> baselines`` returning them (checked when called), e.g. a background
         built from the example (Captum's callable ``baselines``).
-      batch_size: how many baselines are evaluated at once (``None``: about 32 inputs per chunk
-        counting the vmapped examples, as in ``integrated_gradients``; the number of baselines
-        for all at once).
+      batch_size: how many baselines are evaluated at once (``None``: chosen as in
+        ``integrated_gradients``, by the input's size and the vmapped examples; the number of
+        baselines for all at once).
       multiply_by_inputs: if false, the mean of the multipliers, without the factors
         ``(x - b_i)`` (Captum's ``multiply_by_inputs=False``).
 
@@ -230,7 +230,7 @@ def deeplift_shap(
                 return mult
             return jax.tree_util.tree_map(lambda a, bb, g: (a - bb) * g, x, b, mult)
 
-        total = _paths.chunked_sum(one, bs, batch_size=batch_size)
+        total = _paths.chunked_sum(one, bs, batch_size=batch_size, like=x)
         return jax.tree_util.tree_map(lambda t, a: (t / n).astype(a.dtype), total, x)
 
     options = {"baselines": baselines, "batch_size": batch_size}

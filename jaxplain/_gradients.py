@@ -150,10 +150,11 @@ def integrated_gradients(
         ``"riemann_left"``, ``"riemann_right"``, ``"riemann_middle"``, ``"riemann_trapezoid"``.
       batch_size: at most this many path points are evaluated at once. Under ``jax.vmap`` over
         ``B`` examples a chunk is a batch of ``B * batch_size`` inputs. ``None`` (default)
-        chooses about 32 inputs per chunk counting the vmapped examples, in at most 25 chunks
-        (chunks of two points for a vmapped batch of 64 at 50 steps, 25 points for one
-        example), the fastest measured on CPU (benchmarks/gradients.py); each chunk costs
-        compile time. ``batch_size=steps`` evaluates all at once.
+        chooses chunks of about as many input values as 32 images of 32x32x3, counting the
+        vmapped examples, in at most 25 chunks (for 32x32x3 images: chunks of two points for a
+        vmapped batch of 64 at 50 steps, 25 points for one example; small inputs: one chunk),
+        the fastest measured on CPU (benchmarks/gradients.py); each chunk costs compile time.
+        ``batch_size=steps`` evaluates all at once.
       return_delta: if true, ``explain`` returns ``(attribution, delta)`` with the completeness
         error ``delta = sum(attribution) - (f(x) - f(b))``, like Captum's
         ``return_convergence_delta``.
@@ -183,10 +184,7 @@ def integrated_gradients(
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path(name, baseline, x)
-        avg_grad = _paths.gradient_integral(sf, path, opts, args, kwargs)
-        if not multiply:
-            return _paths.cast_like(avg_grad, x)
-        attr = _paths.cast_like(_tmap(jnp.multiply, path.delta, avg_grad), x)
+        attr = _paths.integrated_gradients(sf, path, opts, args, kwargs, x, multiply=multiply)
         if not return_delta:
             return attr
         delta = _paths.tree_total(attr) - (sf(x, *args, **kwargs) - sf(path.start, *args, **kwargs))
@@ -295,7 +293,7 @@ def smoothgrad(
                 return a
             return a, _tmap(jnp.square, a)
 
-        sums = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
+        sums = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size, like=x)
         if split is not None:
             (sums,) = jax.vjp(split.prefix, x)[1](sums)
         if kind == "smoothgrad":
@@ -404,7 +402,7 @@ def _expected_gradients(name, f, baselines, samples, sigma, batch_size, multiply
                 return g
             return _tmap(jnp.multiply, jax.tree_util.tree_unflatten(treedef, diffs), g)
 
-        total = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size)
+        total = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size, like=x)
         return _paths.cast_like(_tmap(lambda s: s / samples, total), x)
 
     options = dict(baselines=baselines, samples=samples, sigma=sigma, batch_size=batch_size)

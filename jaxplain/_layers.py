@@ -348,10 +348,7 @@ def neuron_integrated_gradients(
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path(name, baseline, x)
-        avg_grad = _paths.gradient_integral(unit, path, opts, args, kwargs)
-        if not multiply:
-            return _paths.cast_like(avg_grad, x)
-        return _paths.cast_like(_tmap(jnp.multiply, path.delta, avg_grad), x)
+        return _paths.integrated_gradients(unit, path, opts, args, kwargs, x, multiply=multiply)
 
     options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=opts.steps,
                    method=opts.method, batch_size=opts.batch_size)

@@ -27,7 +27,7 @@ from jaxplain._interpret import affine
 
 __all__ = [
     "AUTO_MAX_CHUNKS",
-    "CHUNK_POINTS",
+    "CHUNK_VALUES",
     "IG_METHODS",
     "MAX_UNROLLED_CHUNKS",
     "Path",
@@ -38,6 +38,7 @@ __all__ = [
     "chunked_map",
     "chunked_sum",
     "gradient_integral",
+    "integrated_gradients",
     "path_integral",
     "path_map",
     "path_options",
@@ -56,15 +57,17 @@ _tmap = jax.tree_util.tree_map
 # costs compile time, about 0.07 s a chunk on that CNN, so past this count the loop is the trade.
 MAX_UNROLLED_CHUNKS = 64
 
-# ``batch_size=None`` evaluates about this many inputs per chunk, counting every example of the
-# enclosing ``vmap``s (:func:`auto_batch_size`). Measured on XLA:CPU (2 cores, 50 IG steps, the
-# benchmark CNN and a 32-32-64-64 CNN with a 256-unit dense layer): the cost per input was lowest
-# at 8-64 inputs per chunk and rose 1.2-1.4x at 400-3200; below 8 (one example, chunks of 1-5
-# points) the per-chunk overhead cost up to 1.9x. It makes at most AUTO_MAX_CHUNKS chunks: each
+# ``batch_size=None`` evaluates about this many input values per chunk (32 inputs of 32x32x3),
+# counting every example of the enclosing ``vmap``s (:func:`auto_batch_size`). Measured on XLA:CPU
+# (2 cores, 50 IG steps, 32x32x3 inputs, the benchmark CNN and a 32-32-64-64 CNN with a 256-unit
+# dense layer): the cost per input was lowest at 8-64 inputs per chunk and rose 1.2-1.4x at
+# 400-3200; below 8 (one example, chunks of 1-5 points) the per-chunk overhead cost up to 1.9x.
+# Counting values rather than inputs leaves small inputs in one chunk (a 3-vector function on
+# 20000 samples: one chunk, not 25 to compile). It makes at most AUTO_MAX_CHUNKS chunks: each
 # unrolled chunk costs compile time (0.07 s for IG, 0.2 s for SmoothGrad on the benchmark CNN:
 # 50 chunks compiled in 3.7 s and 11.7 s), and 25 chunks of two points for 64 images ran within
 # 1.05x of 50 chunks of one; past MAX_UNROLLED_CHUNKS a `lax.scan` would run 13x slower.
-CHUNK_POINTS = 32
+CHUNK_VALUES = 32 * 32 * 32 * 3
 AUTO_MAX_CHUNKS = 25
 
 IG_METHODS = (
@@ -201,15 +204,17 @@ def path_point(start: Any, delta: Any, alpha: jax.Array) -> Any:
 
 
 def path_integral(fn: Callable, path: Path, alphas: np.ndarray, weights: np.ndarray, *,
-                  batch_size: int | None) -> Any:
-    """``sum_k weights[k] * fn(start + alphas[k] * delta)``, evaluated by :func:`chunked_sum`."""
+                  batch_size: int | None, like: Any = None) -> Any:
+    """``sum_k weights[k] * fn(start + alphas[k] * delta)``, evaluated by :func:`chunked_sum`
+    (``like``, default the path's points, sizes the automatic chunks)."""
 
     def weighted(aw):
         a, w = aw
         return _tmap(lambda g: w.astype(g.dtype) * g, fn(path_point(path.start, path.delta, a)))
 
     points = (jnp.asarray(alphas, path.dtype), jnp.asarray(weights, path.dtype))
-    return chunked_sum(weighted, points, batch_size=batch_size)
+    return chunked_sum(weighted, points, batch_size=batch_size,
+                       like=path.delta if like is None else like)
 
 
 # From this many path points on, the gradient integral sends the summed gradients back through f's
@@ -239,15 +244,27 @@ def gradient_integral(f: Callable, path: Path, opts: PathOptions, args: tuple = 
     z_b, lin = jax.linearize(split.prefix, path.start)  # prefix evaluated once, at the start
     dz, pull = lin(path.delta), jax.linear_transpose(lin, path.start)
     inner = Path(z_b, dz, path.dtype)
-    total = path_integral(jax.grad(split.rest), inner, opts.alphas, opts.weights, batch_size=opts.batch_size)
+    total = path_integral(jax.grad(split.rest), inner, opts.alphas, opts.weights,
+                          batch_size=opts.batch_size, like=path.delta)  # chunks sized by x
     (avg,) = pull(total)
     return avg
+
+
+def integrated_gradients(f: Callable, path: Path, opts: PathOptions, args: tuple, kwargs: dict,
+                         x: Any, *, multiply: bool = True) -> Any:
+    """Integrated gradients of ``f`` along ``path``, in ``x``'s dtypes: ``delta *`` the
+    :func:`gradient_integral`, or (``multiply=False``, the global attribution) the integral
+    alone."""
+    avg_grad = gradient_integral(f, path, opts, args, kwargs)
+    if multiply:
+        avg_grad = _tmap(jnp.multiply, path.delta, avg_grad)
+    return cast_like(avg_grad, x)
 
 
 def path_map(fn: Callable, path: Path, alphas: np.ndarray, *, batch_size: int | None) -> Any:
     """``fn`` at every point ``start + alphas[k] * delta``, stacked on a leading axis."""
     at = lambda a: fn(path_point(path.start, path.delta, a))
-    return chunked_map(at, jnp.asarray(alphas, path.dtype), batch_size=batch_size)
+    return chunked_map(at, jnp.asarray(alphas, path.dtype), batch_size=batch_size, like=path.delta)
 
 
 # --------------------------------------------------------------------------- the chunking engine
@@ -270,35 +287,38 @@ def cast_like(tree: Any, like: Any) -> Any:
     return _tmap(lambda a, b: a.astype(b.dtype), tree, like)
 
 
-def auto_batch_size(n: int, batch_size: int | None) -> int:
+def auto_batch_size(n: int, batch_size: int | None, like: Any = None) -> int:
     """The chunk size for ``n`` points: ``batch_size``, or when ``None`` the measured best.
 
-    ``None`` gives about :data:`CHUNK_POINTS` inputs per chunk counting the examples of every
-    enclosing ``vmap`` (``jax.jit(jax.vmap(explainer))`` over 64 images: chunks of one point; one
-    example: chunks of up to 32 points), with the ``n`` points split into equal chunks, at most
+    ``None`` gives about :data:`CHUNK_VALUES` input values per chunk, each point being one input
+    shaped like the pytree ``like`` for every example of the enclosing ``vmap``s (32x32x3 images:
+    ``jax.jit(jax.vmap(explainer))`` over 64 images gives chunks of one point, one example chunks
+    of up to 32 points), with the ``n`` points split into equal chunks, at most
     :data:`AUTO_MAX_CHUNKS` of them (64 images at 50 steps: 25 chunks of two points).
     """
     if batch_size is not None:
         return batch_size
-    k = max(1, CHUNK_POINTS // _compile.vmapped_size())
+    values = sum(int(np.prod(jnp.shape(leaf))) for leaf in jax.tree_util.tree_leaves(like))
+    k = max(1, CHUNK_VALUES // (max(values, 1) * _compile.vmapped_size()))
     if k >= n:
         return n
     chunks = min(-(-n // k), AUTO_MAX_CHUNKS)
     return -(-n // chunks)
 
 
-def chunked_sum(fn: Callable, xs: Any, *, batch_size: int | None) -> Any:
+def chunked_sum(fn: Callable, xs: Any, *, batch_size: int | None, like: Any = None) -> Any:
     """Returns ``sum_i fn(xs[i])`` over the leading axis of the pytree ``xs``.
 
     ``fn`` is vmapped over chunks of at most ``batch_size`` points, so at most that many
-    evaluations are alive at once (``None``: :func:`auto_batch_size` chooses). Up to
+    evaluations are alive at once (``None``: :func:`auto_batch_size` chooses, each point counted
+    as one input shaped like ``like``). Up to
     :data:`MAX_UNROLLED_CHUNKS` chunks are unrolled into the traced program, more run in a
     ``lax.scan`` (see the constant's note).
     """
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    batch_size = auto_batch_size(n, batch_size)
+    batch_size = auto_batch_size(n, batch_size, like)
     vfn = jax.vmap(fn)
-    if batch_size is None or batch_size >= n:
+    if batch_size >= n:
         return _tree_sum0(vfn(xs))
     n_chunks = -(-n // batch_size)
     take = lambda lo, hi: _tmap(lambda a: a[lo:hi], xs)
@@ -322,12 +342,13 @@ def chunked_sum(fn: Callable, xs: Any, *, batch_size: int | None) -> Any:
     return total
 
 
-def chunked_map(fn: Callable, xs: Any, *, batch_size: int | None) -> Any:
-    """Returns ``vmap(fn)(xs)``, evaluated in unrolled chunks of at most ``batch_size`` points."""
+def chunked_map(fn: Callable, xs: Any, *, batch_size: int | None, like: Any = None) -> Any:
+    """Returns ``vmap(fn)(xs)``, evaluated in unrolled chunks of at most ``batch_size`` points
+    (``None``: chosen as in :func:`chunked_sum`)."""
     n = jax.tree_util.tree_leaves(xs)[0].shape[0]
-    batch_size = auto_batch_size(n, batch_size)
+    batch_size = auto_batch_size(n, batch_size, like)
     vfn = jax.vmap(fn)
-    if batch_size is None or batch_size >= n:
+    if batch_size >= n:
         return vfn(xs)
     parts = [vfn(_tmap(lambda a: a[lo : lo + batch_size], xs)) for lo in range(0, n, batch_size)]
     return _tmap(lambda *p: jnp.concatenate(p, axis=0), *parts)

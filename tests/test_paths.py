@@ -93,13 +93,13 @@ def test_chunked_sum_and_map_equal_the_loop(n, batch_size):
 
 
 def test_auto_batch_size_counts_the_vmapped_examples():
-    """None: about CHUNK_POINTS inputs per chunk, equal chunks, at most AUTO_MAX_CHUNKS of them;
-    a given batch_size is kept."""
-    def chosen(batch, n, batch_size=None):
+    """None: about CHUNK_VALUES input values per chunk (32 images of 32x32x3) counting the vmapped
+    examples, equal chunks, at most AUTO_MAX_CHUNKS of them; a given batch_size is kept."""
+    def chosen(batch, n, batch_size=None, like=jnp.zeros((32, 32, 3))):
         out = []
 
         def f(x):
-            out.append(_paths.auto_batch_size(n, batch_size))
+            out.append(_paths.auto_batch_size(n, batch_size, like))
             return x
 
         if batch == 1:
@@ -108,7 +108,7 @@ def test_auto_batch_size_counts_the_vmapped_examples():
             jax.vmap(f)(jnp.ones(batch))
         return out[0]
 
-    assert _paths.CHUNK_POINTS == 32 and _paths.AUTO_MAX_CHUNKS == 25
+    assert _paths.CHUNK_VALUES == 32 * 32 * 32 * 3 and _paths.AUTO_MAX_CHUNKS == 25
     assert chosen(1, 50) == 25  # 2 chunks of 25 (32 would leave a chunk of 18)
     assert chosen(1, 20) == 20  # one chunk
     assert chosen(4, 50) == 8  # 32 / 4 = 8 points a chunk: 7 chunks
@@ -117,20 +117,28 @@ def test_auto_batch_size_counts_the_vmapped_examples():
     assert chosen(64, 300) == 12  # 25 chunks, never the lax.scan past MAX_UNROLLED_CHUNKS
     assert chosen(256, 10) == 1
     assert chosen(64, 50, batch_size=50) == 50 and chosen(1, 50, batch_size=3) == 3
+    # small inputs stay in one chunk: a 3-vector function on 20000 samples
+    assert chosen(1, 20000, like=jnp.zeros(3)) == 20000
+    # a pytree counts all its leaves: two 32x32x3 images per input = 16 inputs a chunk
+    assert chosen(1, 50, like=(jnp.zeros((32, 32, 3)), jnp.zeros((32, 32, 3)))) == 13
+    assert chosen(64, 50, like=jnp.zeros((8, 8, 3))) == 8  # 16x fewer values: 8 points a chunk
     for batch, n in [(1, 50), (4, 50), (64, 300), (3, 1000)]:
         assert -(-n // chosen(batch, n)) <= _paths.AUTO_MAX_CHUNKS
 
 
 def test_the_default_chunking_is_the_chosen_batch_size_in_the_program():
-    """jit(vmap(IG)) over 64 images traces the same program as batch_size=2, and one example the
-    same as batch_size=25: the default really chunks, and equals the loop (the engine's tests)."""
-    f = cnn_f(init_cnn(jax.random.key(0)))
-    xs, ts = jax.random.normal(jax.random.key(1), (64, 8, 8, 3)), jnp.arange(64) % 3
+    """jit(vmap(IG)) over 64 images of 32x32x3 traces the same program as batch_size=2, one
+    example the same as batch_size=25; on 8x8x3 images 64 examples get chunks of 8 points: the
+    default really chunks, and equals all at once."""
     program = lambda e, *a: str(jax.make_jaxpr(e)(*a))
-    ig = lambda **kw: jx.integrated_gradients(f, steps=50, **kw)
-    assert program(jax.vmap(ig()), xs, ts) == program(jax.vmap(ig(batch_size=2)), xs, ts)
-    assert program(jax.vmap(ig()), xs, ts) != program(jax.vmap(ig(batch_size=50)), xs, ts)
-    assert program(ig(), xs[0], ts[0]) == program(ig(batch_size=25), xs[0], ts[0])
+    ts = jnp.arange(64) % 3
+    for size, vmapped, single in ((32, 2, 25), (8, 8, 50)):
+        f = cnn_f(init_cnn(jax.random.key(0), size=size))
+        xs = jax.random.normal(jax.random.key(1), (64, size, size, 3))
+        ig = lambda **kw: jx.integrated_gradients(f, steps=50, **kw)
+        assert program(jax.vmap(ig()), xs, ts) == program(jax.vmap(ig(batch_size=vmapped)), xs, ts)
+        assert program(jax.vmap(ig()), xs, ts) != program(jax.vmap(ig(batch_size=50)), xs, ts)
+        assert program(ig(), xs[0], ts[0]) == program(ig(batch_size=single), xs[0], ts[0])
     np.testing.assert_allclose(jax.jit(jax.vmap(ig()))(xs, ts),
                                jax.jit(jax.vmap(ig(batch_size=50)))(xs, ts), rtol=2e-4, atol=1e-6)
 
