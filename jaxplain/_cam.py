@@ -100,8 +100,8 @@ def _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed):
     while len(shape) - lead > 2 and shape[lead] == 1:
         lead += 1
     core_shape = shape[lead:]
-    if len(core_shape) > 3:
-        _spatial(name, a)  # raises with the layout it needs
+    if len(core_shape) > 3 or not core_shape:
+        _spatial(name, a)  # raises with the layout it needs (a scalar has no units to weight)
     if len(core_shape) == 2 and core_shape[0] == 1:
         core_shape = core_shape[1:]
     a, g = jnp.reshape(a, core_shape), jnp.reshape(g, core_shape)

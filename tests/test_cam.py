@@ -247,3 +247,5 @@ def test_grad_cam_on_sequence_and_dense_layers_and_per_channel():
         jx.grad_cam(features=lambda x: 3 * x, head=lambda h: v @ h)(x)
     with pytest.raises(TypeError, match="attr_dim_summation must be True or False"):
         jx.grad_cam(features=features, head=jnp.sum, attr_dim_summation=0)
+    with pytest.raises(ValueError, match=r"the layer's output has shape \(\)"):
+        jx.grad_cam(features=jnp.sum, head=lambda h: 2 * h, upsample=False)(x)
