@@ -168,7 +168,7 @@ def _grad_cam_pp_weights(a, g):
 def _options(name, f, layer, features, head, upsample, relu):
     upsample = _checks.check_bool(name, "upsample", upsample)
     relu = _checks.check_bool(name, "relu", relu)
-    sp = _taps.split(name, f, layer, features, head)
+    sp = _taps.split(name, f, layer, features, head, many=False)
     options = dict(layer=layer) if f is not None else dict(features=features, head=head)
     options.update(upsample=upsample, relu=relu)
     return sp, upsample, relu, options
@@ -466,7 +466,7 @@ def guided_grad_cam(
     from jaxplain import guided_backprop  # another family, by its public name
 
     interpolation = _checks.check_choice(name, "interpolation", interpolation, INTERPOLATIONS)
-    sp = _taps.split(name, f, layer, features, head)
+    sp = _taps.split(name, f, layer, features, head, many=False)
     if f is not None:
         full, options = f, dict(layer=layer)
     else:

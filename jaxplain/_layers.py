@@ -6,6 +6,14 @@ Every factory takes either ``f`` and ``layer=`` (a module path), or ``features=`
 output for one example: a model called by hand on ``x[None]`` keeps that leading axis of 1, an
 ``f`` made by :mod:`jaxplain.flax` (which adds the batch axis itself) does not. Neuron
 attributions are shaped like ``x``.
+
+The layer methods also take a tuple (or list) of paths, ``layer=("block1", "block2")``: one
+compiled program, a tuple of attributions, one per layer. Gradients at several layers are total
+derivatives (a later layer's gradient flows into an earlier one's); the methods that replace the
+layers' values at once (``layer_integrated_gradients``) need layers that do not feed each other
+(parallel branches, a cut of the network) and raise otherwise. ``attribute_to_layer_input=True``
+(Captum's option of the same name; ``attribute_to_neuron_input`` for its neuron methods) taps the
+first positional input of the module instead of its output.
 """
 
 from __future__ import annotations
@@ -81,7 +89,8 @@ def _neuron_selector(name: str, neuron: Any) -> Callable:
     return select
 
 
-def layer_activation(f=None, *, layer=None, features=None, head=None) -> Explainer:
+def layer_activation(f=None, *, layer=None, features=None, head=None,
+                     attribute_to_layer_input: bool = False) -> Explainer:
     """The output of a layer, read without editing the model (Captum's ``LayerActivation``).
 
     Example:
@@ -98,11 +107,13 @@ def layer_activation(f=None, *, layer=None, features=None, head=None) -> Explain
       PyTorch", arXiv:2009.07896.
     """
     name = "layer_activation"
-    sp = _taps.split(name, f, layer, features, head)
-    return make_explainer(name, f or features, sp.activation, dict(layer=layer))
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
+    return make_explainer(name, f or features, sp.activation,
+                          _options(dict(layer=layer), attribute_to_layer_input))
 
 
-def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None) -> Explainer:
+def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None,
+                                attribute_to_layer_input: bool = False) -> Explainer:
     """``A * dF/dA`` at a layer (Captum's ``LayerGradientXActivation``).
 
     Example:
@@ -117,13 +128,13 @@ def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None)
       a layer).
     """
     name = "layer_gradient_x_activation"
-    sp = _taps.split(name, f, layer, features, head)
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
 
     def core(x, *args, **kwargs):
         a, g = _taps.layer_gradient(sp, x, args, kwargs)
         return _tmap(jnp.multiply, a, g)
 
-    return make_explainer(name, f or features, core, dict(layer=layer))
+    return make_explainer(name, f or features, core, _options(dict(layer=layer), attribute_to_layer_input))
 
 
 def layer_integrated_gradients(
@@ -138,6 +149,7 @@ def layer_integrated_gradients(
     batch_size: int | None = None,
     return_delta: bool = False,
     multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
 ) -> Explainer:
     """Integrated gradients in a layer's activation space (Captum's ``LayerIntegratedGradients``).
 
@@ -160,13 +172,14 @@ def layer_integrated_gradients(
       Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
     """
     name = "layer_integrated_gradients"
-    sp = _taps.split(name, f, layer, features, head)
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
     opts = _path_options(name, baseline, steps, method, batch_size)
     return_delta = _checks.check_bool(name, "return_delta", return_delta)
     multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs, return_delta=return_delta)
 
     def core(x, *args, **kwargs):
         b = _paths.broadcast_like(name, "baseline", baseline, x)
+        sp.check_independent(x, args, kwargs)
         path = _paths.between(sp.activation(b, *args, **kwargs), sp.activation(x, *args, **kwargs))
         grad_rest = jax.grad(lambda a: sp.rest(x, a, *args, **kwargs))
         total = _paths.path_integral(grad_rest, path, opts.alphas, opts.weights, batch_size=opts.batch_size)
@@ -182,7 +195,7 @@ def layer_integrated_gradients(
                    batch_size=opts.batch_size)
     if not multiply:
         options["multiply_by_inputs"] = False
-    return make_explainer(name, f or features, core, options)
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))
 
 
 def layer_conductance(
@@ -196,6 +209,7 @@ def layer_conductance(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     return_delta: bool = False,
+    attribute_to_layer_input: bool = False,
 ) -> Explainer:
     """Conductance of a layer's units along the input path (Captum's ``LayerConductance``).
 
@@ -217,7 +231,7 @@ def layer_conductance(
       Dhamdhere, Sundararajan & Yan (2018), "How Important Is a Neuron?", arXiv:1805.12233.
     """
     name = "layer_conductance"
-    sp = _taps.split(name, f, layer, features, head)
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
     opts = _path_options(name, baseline, steps, method, batch_size, extra_points=1)
     return_delta = _checks.check_bool(name, "return_delta", return_delta)
 
@@ -235,7 +249,7 @@ def layer_conductance(
                    batch_size=opts.batch_size)
     if return_delta:
         options["return_delta"] = True
-    return make_explainer(name, f or features, core, options)
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))
 
 
 def internal_influence(
@@ -248,6 +262,7 @@ def internal_influence(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
+    attribute_to_layer_input: bool = False,
 ) -> Explainer:
     """Internal (distributional) influence of a layer's units (Captum's ``InternalInfluence``).
 
@@ -273,7 +288,7 @@ def internal_influence(
       Convolutional Networks", IEEE International Test Conference.
     """
     name = "internal_influence"
-    sp = _taps.split(name, f, layer, features, head)
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
     opts = _path_options(name, baseline, steps, method, batch_size)
 
     def core(x, *args, **kwargs):
@@ -283,16 +298,23 @@ def internal_influence(
 
     options = dict(layer=layer, baseline=baseline, steps=opts.steps, method=opts.method,
                    batch_size=opts.batch_size)
-    return make_explainer(name, f or features, core, options)
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))
 
 
-def _neuron_fn(name, f, layer, features, head, neuron):
-    sp = _taps.split(name, f, layer, features, head)
+def _options(options: dict, layer_input: bool) -> dict:
+    if layer_input:
+        options["attribute_to_layer_input"] = True
+    return options
+
+
+def _neuron_fn(name, f, layer, features, head, neuron, layer_input):
+    sp = _taps.split(name, f, layer, features, head, layer_input=layer_input, many=False)
     select = _neuron_selector(name, neuron)
     return sp, lambda x, *args, **kwargs: select(sp.activation(x, *args, **kwargs))
 
 
-def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None) -> Explainer:
+def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None,
+                    attribute_to_layer_input: bool = False) -> Explainer:
     """The gradient of one internal unit with respect to the input (Captum's ``NeuronGradient``).
 
     ``neuron`` is an index tuple into the layer's output for one example (one index per axis:
@@ -311,8 +333,9 @@ def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None) -> 
       Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
     """
     name = "neuron_gradient"
-    _, unit = _neuron_fn(name, f, layer, features, head, neuron)
-    return make_explainer(name, f or features, jax.grad(unit), dict(layer=layer, neuron=neuron))
+    _, unit = _neuron_fn(name, f, layer, features, head, neuron, attribute_to_layer_input)
+    return make_explainer(name, f or features, jax.grad(unit),
+                          _options(dict(layer=layer, neuron=neuron), attribute_to_layer_input))
 
 
 def neuron_integrated_gradients(
@@ -327,6 +350,7 @@ def neuron_integrated_gradients(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
 ) -> Explainer:
     """Integrated gradients of one internal unit with respect to the input (Captum's
     ``NeuronIntegratedGradients``): :func:`jaxplain.integrated_gradients` of ``x -> A(x)[neuron]``
@@ -342,7 +366,7 @@ def neuron_integrated_gradients(
       Sundararajan, Taly & Yan (2017), "Axiomatic Attribution for Deep Networks", ICML.
     """
     name = "neuron_integrated_gradients"
-    _, unit = _neuron_fn(name, f, layer, features, head, neuron)
+    _, unit = _neuron_fn(name, f, layer, features, head, neuron, attribute_to_layer_input)
     opts = _path_options(name, baseline, steps, method, batch_size)
     multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
 
@@ -354,7 +378,7 @@ def neuron_integrated_gradients(
                    method=opts.method, batch_size=opts.batch_size)
     if not multiply:
         options["multiply_by_inputs"] = False
-    return make_explainer(name, f or features, core, options)
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))
 
 
 def neuron_conductance(
@@ -368,6 +392,7 @@ def neuron_conductance(
     steps: int = 50,
     method: str = "gausslegendre",
     batch_size: int | None = None,
+    attribute_to_layer_input: bool = False,
 ) -> Explainer:
     """Conductance of the input through one internal unit (Captum's ``NeuronConductance``):
     ``(x - b) * integral_0^1 dF/dn * dn/dx (b + alpha (x - b)) d alpha`` for the unit ``n``.
@@ -384,7 +409,7 @@ def neuron_conductance(
       Dhamdhere, Sundararajan & Yan (2018), "How Important Is a Neuron?", arXiv:1805.12233.
     """
     name = "neuron_conductance"
-    sp, unit = _neuron_fn(name, f, layer, features, head, neuron)
+    sp, unit = _neuron_fn(name, f, layer, features, head, neuron, attribute_to_layer_input)
     select = _neuron_selector(name, neuron)
     opts = _path_options(name, baseline, steps, method, batch_size)
 
@@ -400,4 +425,4 @@ def neuron_conductance(
 
     options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=opts.steps,
                    method=opts.method, batch_size=opts.batch_size)
-    return make_explainer(name, f or features, core, options)
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))

@@ -63,28 +63,45 @@ def module_path(name_stack: str) -> str:
 
 
 class _Tap:
-    """What one run of ``f`` does at module outputs: record every path called and, at ``layer``,
-    its output, then apply ``edit``."""
+    """What one run of ``f`` does at module calls: record every path called and, at each path of
+    ``layers``, the module's output (``where="output"``) or its first positional input
+    (``where="input"``), then apply ``edit(i, view)`` for the ``i``-th of ``layers``."""
 
-    def __init__(self, layer: str | None, edit: Callable | None):
-        self.layer = layer
+    def __init__(self, layers: tuple = (), edit: Callable | None = None, where: str = "output"):
+        self.layers = tuple(layers)
         self.edit = edit
-        self.outputs: list = []
+        self.where = where
+        self.outputs: dict[str, list] = {p: [] for p in self.layers}
         self.seen: dict[str, Any] = {}  # every module path called, with its output shape
         self.batched = 0  # > 0 while an adapter runs the model on x[None]
+
+    def _at(self, path: str, value: Any) -> Any:
+        view = _tmap(_drop_batch_axis, value) if self.batched else value
+        self.outputs[path].append(view)
+        if self.edit is None:
+            return value
+        new = self.edit(self.layers.index(path), view)
+        return _tmap(_restore_batch_axis, new, value) if self.batched else new
+
+    def inputs(self, path: str, args: tuple) -> tuple:
+        """The positional arguments a module at ``path`` is called with, edited at a tapped input."""
+        if self.where != "input" or path not in self.outputs:
+            return args
+        if not args:
+            raise ValueError(
+                f"jaxplain: attribute_to_layer_input=True reads the first positional argument of "
+                f"the module {path!r}, but it was called with none; tap its output instead, or "
+                f"the module that computes its input."
+            )
+        return (self._at(path, args[0]),) + tuple(args[1:])
 
     def __call__(self, path: str, out: Any) -> Any:
         # shapes only: an operation on `out` here would add a reader of every module's output to
         # the traced program (and hide a layer's bias or BatchNorm from the program transforms)
         self.seen.setdefault(path, _tmap(lambda a: _shape(a, self.batched), out))
-        if path != self.layer:
+        if self.where != "output" or path not in self.outputs:
             return out
-        view = _tmap(_drop_batch_axis, out) if self.batched else out
-        self.outputs.append(view)
-        if self.edit is None:
-            return out
-        new = self.edit(view)
-        return _tmap(_restore_batch_axis, new, out) if self.batched else new
+        return self._at(path, out)
 
 
 def _shape(a, batched: bool) -> tuple:
@@ -119,6 +136,7 @@ def _linen_interceptor(tap: _Tap):
         if context.method_name != "__call__" or not context.module.path:
             return next_fun(*a, **kw)
         path = "/".join(str(p) for p in context.module.path)
+        a = tap.inputs(path, a)
         with jax.named_scope(scope_name(path)):
             out = next_fun(*a, **kw)
         return tap(path, out)
@@ -143,7 +161,7 @@ def named(f: Callable) -> Callable:
     """``f`` run under a tap that only names module calls (for the program transforms)."""
 
     def g(x, *args, **kwargs):
-        return run(f, _Tap(None, None), x, args, kwargs)
+        return run(f, _Tap(), x, args, kwargs)
 
     return g
 
@@ -158,6 +176,7 @@ class _TappedCall:
         self.module, self.path, self.tap = module, path, tap
 
     def __call__(self, *args, **kwargs):
+        args = self.tap.inputs(self.path, args)
         with jax.named_scope(scope_name(self.path)):  # the path in the program (LRP by path)
             out = self.module(*args, **kwargs)
         return self.tap(self.path, out)
@@ -219,75 +238,120 @@ def layers(f: Callable, x, *args, **kwargs) -> dict[str, Any]:
       "Captum: A unified and generic model interpretability library for PyTorch").
     """
     _checks.check_callable("layers", "f", f)
-    tap = _Tap(None, None)
+    tap = _Tap()
     jax.eval_shape(lambda x, a, kw: run(f, tap, x, a, kw), x, args, kwargs)
     return dict(tap.seen)
 
 
 class Split(NamedTuple):
-    """``f`` split at a layer: ``activation(x, *args) -> A`` and ``rest(x, A, *args) -> scalar``,
-    where ``rest`` runs ``f`` with the layer's output replaced by ``A``."""
+    """``f`` split at one layer or several: ``activation(x, *args) -> A`` and
+    ``rest(x, A, *args) -> scalar``, where ``rest`` runs ``f`` with the layer's output (or input)
+    replaced by ``A``. With several layers (``many``), ``A`` is a tuple with one entry per path."""
 
     method: str
     activation: Callable
     rest: Callable
-    forward: Callable  # forward(x, edit, *args) -> (f's output, the layer's original output)
+    # forward(x, edit, *args) -> (f's output, A as f computed it); edit(i, a_i) -> new a_i
+    forward: Callable
+    many: bool = False
+    paths: tuple = ()
+
+    def check_independent(self, x, args, kwargs) -> None:
+        """Raises unless each tapped layer's value is computed without the others' (for methods
+        that replace all of them at once: a layer fed by another would hide its influence)."""
+        if self.many:
+            _check_independent(self, x, args, kwargs)
+
+
+def _layer_paths(method: str, layer: Any, *, many: bool) -> tuple[tuple, bool]:
+    hint = (f"jaxplain.{method}: layer must be the path of a module called inside f, e.g. "
+            f"layer='conv1' or 'backbone/block2/conv'")
+    if isinstance(layer, str) and layer.strip("/"):
+        return (layer.strip("/"),), False
+    if isinstance(layer, (tuple, list)):
+        if not many:
+            raise TypeError(f"{hint}; {method} attributes to one layer, so a {type(layer).__name__} "
+                            f"of paths is not accepted, got {layer!r}.")
+        if layer and all(isinstance(p, str) and p.strip("/") for p in layer):
+            paths = tuple(p.strip("/") for p in layer)
+            if len(set(paths)) != len(paths):
+                raise ValueError(f"jaxplain.{method}: layer lists a path twice: {layer!r}.")
+            return paths, True
+    raise TypeError(f"{hint}, or a tuple of such paths, got {layer!r}. jaxplain.layers(f, x, "
+                    f"*args) lists the paths.")
 
 
 def split(
     method: str,
     f: Callable | None,
-    layer: str | None,
+    layer: Any,
     features: Callable | None,
     head: Callable | None,
+    *,
+    layer_input: bool = False,
+    many: bool = True,
 ) -> Split:
-    """Resolves the ``f`` + ``layer`` or ``features`` + ``head`` forms into a :class:`Split`."""
+    """Resolves the ``f`` + ``layer`` or ``features`` + ``head`` forms into a :class:`Split`.
+
+    ``layer`` is a path, or (where ``many``) a tuple/list of paths; with ``layer_input`` the
+    modules' first positional inputs are tapped instead of their outputs."""
+    layer_input = _checks.check_bool(method, "attribute_to_layer_input", layer_input)
     if f is not None:
         _checks.check_callable(method, "f", f)
         if features is not None or head is not None:
             raise TypeError(
                 f"jaxplain.{method}: pass either f and layer=, or features= and head=, not both."
             )
-        if not isinstance(layer, str) or not layer:
-            raise TypeError(
-                f"jaxplain.{method}: layer must be the path of a module called inside f, e.g. "
-                f"layer='conv1' or 'backbone/block2/conv', got {layer!r}. jaxplain.layers(f, x, "
-                f"*args) lists the paths."
-            )
-        layer = layer.strip("/")
+        paths, several = _layer_paths(method, layer, many=many)
+        where = "input" if layer_input else "output"
 
         def forward(x, edit, *args, **kwargs):
-            tap = _Tap(layer, edit)
+            tap = _Tap(paths, edit, where)
             out = run(f, tap, x, args, kwargs)
-            if not tap.outputs:
-                valid = ", ".join(repr(p) for p in tap.seen) or "none (no Flax module was called)"
-                raise ValueError(
-                    f"jaxplain.{method}: no layer {layer!r} was called inside f. Valid layer paths: "
-                    f"{valid}. (NNX models are reached when f is built by jaxplain.flax.from_nnx; "
-                    f"for other functions pass features= and head=.)"
-                )
-            if len(tap.outputs) > 1:
-                raise ValueError(
-                    f"jaxplain.{method}: layer {layer!r} was called {len(tap.outputs)} times inside "
-                    f"f, so its output is ambiguous; tap a module that is called once."
-                )
-            return out, tap.outputs[0]
+            for path in paths:
+                found = tap.outputs[path]
+                if not found:
+                    valid = ", ".join(repr(p) for p in tap.seen) or "none (no Flax module was called)"
+                    raise ValueError(
+                        f"jaxplain.{method}: no layer {path!r} was called inside f. Valid layer "
+                        f"paths: {valid}. (NNX models are reached when f is built by "
+                        f"jaxplain.flax.from_nnx; for other functions pass features= and head=.)"
+                    )
+                if len(found) > 1:
+                    raise ValueError(
+                        f"jaxplain.{method}: layer {path!r} was called {len(found)} times inside "
+                        f"f, so its {where} is ambiguous; tap a module that is called once."
+                    )
+            views = tuple(tap.outputs[p][0] for p in paths)
+            return out, views if several else views[0]
 
     else:
         if layer is not None:
             raise TypeError(f"jaxplain.{method}: layer= needs f; with features= and head= leave it out.")
+        if layer_input:
+            raise TypeError(
+                f"jaxplain.{method}: attribute_to_layer_input=True needs f and layer= (with "
+                f"features= and head=, the layer's input is x itself: attribute to x instead)."
+            )
         _checks.check_callable(method, "features", features)
         _checks.check_callable(method, "head", head)
+        paths, several = (), False
 
         def forward(x, edit, *args, **kwargs):
             a = features(x)
-            return head(edit(a) if edit is not None else a, *args, **kwargs), a
+            return head(edit(0, a) if edit is not None else a, *args, **kwargs), a
 
     def activation(x, *args, **kwargs):
         return forward(x, None, *args, **kwargs)[1]
 
     def rest(x, a, *args, **kwargs):
-        out, original = forward(x, lambda _: a, *args, **kwargs)
+        parts = a if several else (a,)
+        if several and (not isinstance(a, tuple) or len(a) != len(paths)):
+            raise ValueError(
+                f"jaxplain.{method}: the replacement activations must be a tuple of {len(paths)} "
+                f"(one per layer), got {type(a).__name__}."
+            )
+        out, original = forward(x, lambda i, _: parts[i], *args, **kwargs)
         shapes = (jax.tree_util.tree_structure(original), _tmap(jnp.shape, original))
         if shapes != (jax.tree_util.tree_structure(a), _tmap(jnp.shape, a)):
             raise ValueError(
@@ -296,17 +360,42 @@ def split(
             )
         return out
 
-    return Split(method, activation, rest, forward)
+    return Split(method, activation, rest, forward, several, paths)
+
+
+def _check_independent(sp: Split, x, args, kwargs) -> None:
+    from jaxplain._interpret.analysis import dependents  # the interpreter imports this module
+
+    shapes = jax.eval_shape(lambda: sp.activation(x, *args, **kwargs))
+    zeros = _tmap(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    # each layer's value as f computes it while every layer is replaced by an input of this program
+    closed = jax.make_jaxpr(lambda a: sp.forward(x, lambda i, _: a[i], *args, **kwargs)[1])(zeros)
+    jaxpr = closed.jaxpr
+    sizes = [len(jax.tree_util.tree_leaves(s)) for s in shapes]
+    starts = [sum(sizes[:i]) for i in range(len(sizes))]
+    for i, (start, size) in enumerate(zip(starts, sizes)):
+        active = [start <= k < start + size for k in range(len(jaxpr.invars))]
+        hit = dependents(jaxpr, active)
+        for j, (s2, n2) in enumerate(zip(starts, sizes)):
+            if j != i and any(v in hit for v in jaxpr.outvars[s2:s2 + n2]):
+                raise ValueError(
+                    f"jaxplain.{sp.method}: layer {sp.paths[j]!r} is computed from layer "
+                    f"{sp.paths[i]!r}; replacing both at once would hide {sp.paths[i]!r}'s "
+                    f"influence (its attribution would be zero). Give layers that do not feed "
+                    f"each other (e.g. parallel branches), or attribute to each in its own call."
+                )
 
 
 def layer_gradient(sp: Split, x, args, kwargs):
-    """The layer's output ``A`` at ``x`` and ``dF/dA`` there, from one forward and one backward."""
+    """The layer's output ``A`` at ``x`` and ``dF/dA`` there, from one forward and one backward
+    (tuples of them for several layers: each gradient is the total derivative at that layer)."""
     # Only the activation's shape is needed for the zero perturbation: eval_shape computes nothing,
     # so the forward pass runs once (inside the vjp) rather than twice.
     shape = jax.eval_shape(lambda: sp.activation(x, *args, **kwargs))
 
     def out_of(delta):
-        return sp.forward(x, lambda a: _tmap(jnp.add, a, delta), *args, **kwargs)
+        parts = delta if sp.many else (delta,)
+        return sp.forward(x, lambda i, a: _tmap(jnp.add, a, parts[i]), *args, **kwargs)
 
     zero = _tmap(lambda s: jnp.zeros(s.shape, s.dtype), shape)
     (out, a), vjp = jax.vjp(out_of, zero)

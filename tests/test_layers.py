@@ -246,3 +246,96 @@ def test_layer_conductance_return_delta_is_the_completeness_gap(mlp):
     assert deltas[1] < deltas[0]
     with pytest.raises(TypeError, match="return_delta must be True or False"):
         jx.layer_conductance(f, layer="fc2", return_delta="yes")
+
+
+# --------------------------------------------------------------------------- several layers, inputs
+
+
+def test_several_layers_equal_one_call_per_layer(mlp):
+    _, _, f, f_nnx, xs = mlp
+    for make in (jx.layer_activation, jx.layer_gradient_x_activation,
+                 lambda g, layer: jx.layer_conductance(g, layer=layer, steps=8),
+                 lambda g, layer: jx.internal_influence(g, layer=layer, steps=8)):
+        for g in (f, f_nnx):
+            both = jax.jit(jax.vmap(make(g, layer=["fc1", "fc2"])))(xs, jnp.arange(5) % 3)
+            assert isinstance(both, tuple) and len(both) == 2
+            for path, got in zip(("fc1", "fc2"), both):
+                one = jax.vmap(make(g, layer=path))(xs, jnp.arange(5) % 3)
+                np.testing.assert_allclose(got, one, rtol=1e-5, atol=1e-7)
+
+
+def test_several_layers_gradients_are_total_derivatives(mlp):
+    _, _, f, _, xs = mlp
+    # d f / d fc1 through the whole network, by perturbing fc1's output directly
+    _, g1 = _taps.layer_gradient(_taps.split("t", f, "fc1", None, None), xs[0], (1,), {})
+    a, g = _taps.layer_gradient(_taps.split("t", f, ("fc1", "fc2"), None, None), xs[0], (1,), {})
+    np.testing.assert_allclose(g[0], g1, rtol=1e-6)
+
+
+def test_layer_input_is_the_previous_activation(mlp):
+    model, v, f, f_nnx, xs = mlp
+    fc1 = xs[0][None] @ v["params"]["fc1"]["kernel"] + v["params"]["fc1"]["bias"]
+    for g, ref in ((f, jax.nn.softplus(fc1)), (f_nnx, jax.nn.softplus(fc1)[0])):
+        got = jx.layer_activation(g, layer="fc2", attribute_to_layer_input=True)(xs[0], 0)
+        np.testing.assert_allclose(got, ref, rtol=1e-5)
+        # at the head's input, layer IG is complete: the rest of f is one dense layer of it
+        ex = jx.layer_integrated_gradients(g, layer="out", attribute_to_layer_input=True,
+                                           steps=4, return_delta=True)
+        attr, gap = ex(xs[0], 2)
+        assert attr.shape == ref.shape[:-1] + (5,)
+        assert abs(float(gap)) < 1e-5
+        h = jnp.tanh(jx.layer_activation(g, layer="fc2")(xs[0], 2))
+        w = v["params"]["out"]["kernel"][:, 2]
+        h0 = jnp.tanh(jx.layer_activation(g, layer="fc2")(jnp.zeros(4), 2))
+        np.testing.assert_allclose(attr, (h - h0) * w, rtol=1e-4, atol=1e-6)  # linear head: closed form
+
+
+def test_layer_input_neuron_methods(mlp):
+    _, _, f, _, xs = mlp
+    ex = jx.neuron_gradient(f, layer="fc2", neuron=(0, 3), attribute_to_layer_input=True)
+    k, b = mlp[1]["params"]["fc1"]["kernel"], mlp[1]["params"]["fc1"]["bias"]
+    ref = jax.grad(lambda x: jax.nn.softplus(x @ k + b)[3])(xs[0])
+    np.testing.assert_allclose(ex(xs[0], 0), ref, rtol=1e-5)
+    assert ex.options["attribute_to_layer_input"] is True
+
+
+class TwoBranches(nn.Module):
+    @nn.compact
+    def __call__(self, x):
+        a = nn.relu(nn.Dense(4, name="left")(x))
+        b = nn.tanh(nn.Dense(3, name="right")(x))
+        return nn.Dense(2, name="out")(jnp.concatenate([a, b], axis=-1))
+
+
+def test_layer_ig_over_parallel_branches_is_complete_and_feeding_layers_raise(mlp):
+    model = TwoBranches()
+    v = model.init(jax.random.key(2), jnp.zeros((1, 5)))
+    f = lambda x, t: model.apply(v, x[None])[0, t]
+    x = jax.random.normal(jax.random.key(3), (5,))
+    ex = jx.layer_integrated_gradients(f, layer=("left", "right"), steps=64, return_delta=True)
+    (left, right), gap = ex(x, 1)
+    assert left.shape == (1, 4) and right.shape == (1, 3)
+    np.testing.assert_allclose(float(left.sum() + right.sum()), float(f(x, 1) - f(jnp.zeros(5), 1)),
+                               rtol=1e-4, atol=1e-5)
+    assert abs(float(gap)) < 1e-4
+    _, _, g, _, xs = mlp
+    with pytest.raises(ValueError, match=r"'fc2' is computed from layer 'fc1'"):
+        jx.layer_integrated_gradients(g, layer=("fc1", "fc2"), steps=4)(xs[0], 0)
+
+
+def test_several_layers_and_layer_input_errors(mlp):
+    _, _, f, _, xs = mlp
+    with pytest.raises(TypeError, match="attributes to one layer"):
+        jx.neuron_gradient(f, layer=("fc1", "fc2"), neuron=(0, 1))
+    with pytest.raises(TypeError, match="attributes to one layer"):
+        jx.grad_cam(f, layer=["fc1"])
+    with pytest.raises(ValueError, match="lists a path twice"):
+        jx.layer_activation(f, layer=("fc1", "fc1/"))
+    with pytest.raises(TypeError, match="or a tuple of such paths"):
+        jx.layer_activation(f, layer=())
+    with pytest.raises(TypeError, match="attribute_to_layer_input=True needs f and layer="):
+        jx.layer_activation(features=jnp.tanh, head=jnp.sum, attribute_to_layer_input=True)
+    with pytest.raises(TypeError, match="attribute_to_layer_input"):
+        jx.layer_conductance(f, layer="fc1", attribute_to_layer_input="yes")
+    with pytest.raises(ValueError, match="no layer 'nope' was called"):
+        jx.layer_activation(f, layer=("fc1", "nope"))(xs[0], 0)

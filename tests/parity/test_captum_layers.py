@@ -18,6 +18,7 @@ pytest.importorskip("captum")
 from captum.attr import (  # noqa: E402
     InternalInfluence,
     LayerConductance,
+    LayerGradientXActivation,
     LayerIntegratedGradients,
 )
 
@@ -144,3 +145,25 @@ def test_layer_conductance_on_captums_convnet_at_300_steps():
         method="gausslegendre").detach().numpy()
     assert np.abs(theirs).max() > 1e-3  # not a degenerate case
     _close(np.asarray(ours)[:, 0], theirs)
+
+
+def test_layer_conductance_at_the_layer_input_matches_captum(setup):
+    _, _, f_linen, torch_model, xs, ts = setup
+    method = LayerConductance(torch_model, torch_model.conv3)
+    theirs = method.attribute(torch.tensor(twins.nhwc_to_nchw(xs)), target=torch.tensor(ts),
+                              n_steps=STEPS, method="gausslegendre", baselines=0.0,
+                              attribute_to_layer_input=True)
+    ex = jx.layer_conductance(f_linen, layer="conv3", steps=STEPS, attribute_to_layer_input=True)
+    ours = jax.jit(jax.vmap(ex))(jnp.asarray(xs), jnp.asarray(ts))
+    _close(np.asarray(ours)[:, 0], theirs.detach().numpy().transpose(0, 2, 3, 1))
+
+
+def test_gradient_x_activation_at_two_layers_matches_captum(setup):
+    _, _, f_linen, torch_model, xs, ts = setup
+    method = LayerGradientXActivation(torch_model, [torch_model.conv1, torch_model.conv3])
+    theirs = method.attribute(torch.tensor(twins.nhwc_to_nchw(xs)), target=torch.tensor(ts))
+    ours = jax.jit(jax.vmap(jx.layer_gradient_x_activation(f_linen, layer=("conv1", "conv3"))))(
+        jnp.asarray(xs), jnp.asarray(ts))
+    assert len(theirs) == len(ours) == 2
+    for o, t in zip(ours, theirs):
+        _close(np.asarray(o)[:, 0], t.detach().numpy().transpose(0, 2, 3, 1))
