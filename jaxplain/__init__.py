@@ -34,10 +34,13 @@ from jaxplain._gradients import smoothgrad as smoothgrad  # noqa: E402
 from jaxplain._layers import internal_influence as internal_influence  # noqa: E402
 from jaxplain._lrp import canonizers as canonizers  # noqa: E402
 from jaxplain._lrp import composites as composites  # noqa: E402
+from jaxplain._lrp import layer_lrp as layer_lrp  # noqa: E402
 from jaxplain._lrp import lrp as lrp  # noqa: E402
 from jaxplain._lrp import rules as rules  # noqa: E402
 from jaxplain._modified_backprop import deconvnet as deconvnet  # noqa: E402
 from jaxplain._modified_backprop import guided_backprop as guided_backprop  # noqa: E402
+from jaxplain._modified_backprop import neuron_deconvnet as neuron_deconvnet  # noqa: E402
+from jaxplain._modified_backprop import neuron_guided_backprop as neuron_guided_backprop  # noqa: E402
 from jaxplain._layers import layer_activation as layer_activation  # noqa: E402
 from jaxplain._layers import layer_conductance as layer_conductance  # noqa: E402
 from jaxplain._layers import layer_gradient_x_activation as layer_gradient_x_activation  # noqa: E402
@@ -76,10 +79,13 @@ __all__ = [
     "layer_conductance",
     "layer_gradient_x_activation",
     "layer_integrated_gradients",
+    "layer_lrp",
     "layers",
     "lrp",
     "neuron_conductance",
+    "neuron_deconvnet",
     "neuron_gradient",
+    "neuron_guided_backprop",
     "neuron_integrated_gradients",
     "quadrature",
     "rules",

@@ -18,7 +18,7 @@ first positional input of the module instead of its output.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -43,50 +43,6 @@ _tmap = jax.tree_util.tree_map
 def _path_options(name, baseline, steps, method, batch_size, *, extra_points=0) -> _paths.PathOptions:
     return _paths.path_options(name, baseline=baseline, steps=steps, method=method,
                                batch_size=batch_size, extra_points=extra_points)
-
-
-def _neuron_selector(name: str, neuron: Any) -> Callable:
-    if callable(neuron):
-
-        def unit(a):
-            out = neuron(a)
-            if jnp.shape(out) != ():
-                raise TypeError(
-                    f"jaxplain.{name}: neuron must return a scalar, but neuron(A) returned shape "
-                    f"{jnp.shape(out)} for the layer's output of shape {jnp.shape(a)}; reduce it, "
-                    f"e.g. neuron=lambda a: a[..., 7].mean() for a whole channel."
-                )
-            return out
-
-        return unit
-    idx = (neuron,) if isinstance(neuron, int) else neuron
-    if (
-        not isinstance(idx, tuple)
-        or not idx
-        or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx)
-    ):
-        raise TypeError(
-            f"jaxplain.{name}: neuron must be an index tuple into the layer's output (e.g. "
-            f"(3, 4, 7) for an (H, W, C) activation) or a callable A -> scalar, got {neuron!r}."
-        )
-
-    def select(a):
-        shape = jnp.shape(a)
-        if len(idx) != len(shape):
-            raise ValueError(
-                f"jaxplain.{name}: neuron {idx} has {len(idx)} indices but the layer's output has "
-                f"shape {shape}; give one index per axis."
-            )
-        bad = [(i, n) for i, n in zip(idx, shape) if not -n <= i < n]
-        if bad:
-            raise ValueError(
-                f"jaxplain.{name}: neuron {idx} is out of range for the layer's output of shape "
-                f"{shape} (index {bad[0][0]} on an axis of size {bad[0][1]}); each index must lie in "
-                f"[-size, size)."
-            )
-        return a[idx]
-
-    return select
 
 
 def layer_activation(f=None, *, layer=None, features=None, head=None,
@@ -307,12 +263,6 @@ def _options(options: dict, layer_input: bool) -> dict:
     return options
 
 
-def _neuron_fn(name, f, layer, features, head, neuron, layer_input):
-    sp = _taps.split(name, f, layer, features, head, layer_input=layer_input, many=False)
-    select = _neuron_selector(name, neuron)
-    return sp, lambda x, *args, **kwargs: select(sp.activation(x, *args, **kwargs))
-
-
 def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None,
                     attribute_to_layer_input: bool = False) -> Explainer:
     """The gradient of one internal unit with respect to the input (Captum's ``NeuronGradient``).
@@ -333,7 +283,8 @@ def neuron_gradient(f=None, *, layer=None, neuron, features=None, head=None,
       Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
     """
     name = "neuron_gradient"
-    _, unit = _neuron_fn(name, f, layer, features, head, neuron, attribute_to_layer_input)
+    _, unit = _taps.neuron_unit(name, f, layer, features, head, neuron,
+                                 layer_input=attribute_to_layer_input)
     return make_explainer(name, f or features, jax.grad(unit),
                           _options(dict(layer=layer, neuron=neuron), attribute_to_layer_input))
 
@@ -366,7 +317,8 @@ def neuron_integrated_gradients(
       Sundararajan, Taly & Yan (2017), "Axiomatic Attribution for Deep Networks", ICML.
     """
     name = "neuron_integrated_gradients"
-    _, unit = _neuron_fn(name, f, layer, features, head, neuron, attribute_to_layer_input)
+    _, unit = _taps.neuron_unit(name, f, layer, features, head, neuron,
+                                 layer_input=attribute_to_layer_input)
     opts = _path_options(name, baseline, steps, method, batch_size)
     multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
 
@@ -409,8 +361,9 @@ def neuron_conductance(
       Dhamdhere, Sundararajan & Yan (2018), "How Important Is a Neuron?", arXiv:1805.12233.
     """
     name = "neuron_conductance"
-    sp, unit = _neuron_fn(name, f, layer, features, head, neuron, attribute_to_layer_input)
-    select = _neuron_selector(name, neuron)
+    sp, unit = _taps.neuron_unit(name, f, layer, features, head, neuron,
+                                 layer_input=attribute_to_layer_input)
+    select = _taps.neuron_selector(name, neuron)
     opts = _path_options(name, baseline, steps, method, batch_size)
 
     def core(x, *args, **kwargs):

@@ -25,12 +25,19 @@ from typing import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxplain import _checks
+from jaxplain import _checks, _taps
 from jaxplain._contract import Explainer, make_explainer
 from jaxplain._interpret import program as J
 from jaxplain._interpret.analysis import relu_operand
 
-__all__ = ["guided_backprop", "deconvnet", "relu_rule_gradient", "RULES"]
+__all__ = [
+    "guided_backprop",
+    "deconvnet",
+    "neuron_guided_backprop",
+    "neuron_deconvnet",
+    "relu_rule_gradient",
+    "RULES",
+]
 
 
 def _make_relu(name: str, backward: Callable) -> Callable:
@@ -198,3 +205,60 @@ def deconvnet(f: Callable) -> Explainer:
     """
     _checks.check_callable("deconvnet", "f", f)
     return make_explainer("deconvnet", f, relu_rule_gradient(f, "deconvnet", "deconvnet"), {})
+
+
+def _neuron(name: str, rule: str, f, layer, neuron, features, head, layer_input) -> Explainer:
+    _, unit = _taps.neuron_unit(name, f, layer, features, head, neuron, layer_input=layer_input)
+    options = dict(layer=layer, neuron=neuron) if f is not None else dict(features=features, head=head, neuron=neuron)
+    if layer_input:
+        options["attribute_to_layer_input"] = True
+    return make_explainer(name, f if f is not None else features, relu_rule_gradient(unit, rule, name), options)
+
+
+def neuron_guided_backprop(f: Callable | None = None, *, layer=None, neuron, features=None, head=None,
+                           attribute_to_layer_input: bool = False) -> Explainer:
+    """Guided backpropagation of one internal unit (Captum's ``NeuronGuidedBackprop``): the
+    modified gradient of ``x -> A(x)[neuron]``, every ReLU below the layer passing back only
+    positive signal through active units.
+
+    ``layer``/``neuron`` as for :func:`jaxplain.neuron_gradient` (an index tuple into the layer's
+    output for one example, checked against its shape, or a callable ``A -> scalar``);
+    ``attribute_to_layer_input=True`` selects the unit from the module's input (Captum's
+    ``attribute_to_neuron_input``).
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> w1 = jnp.array([[1.0, -1.0], [1.0, 1.0]]); w2 = jnp.array([[1.0], [-1.0]])
+      >>> ex = jx.neuron_guided_backprop(features=lambda x: jnp.maximum(x @ w1, 0) @ w2,
+      ...                                head=jnp.sum, neuron=(0,))
+      >>> ex(jnp.array([1.0, 2.0]))  # the unit's negative weight on hidden unit 2 is blocked
+      Array([1., 1.], dtype=float32)
+
+    References:
+      Springenberg, Dosovitskiy, Brox & Riedmiller (2015), "Striving for Simplicity: The All
+      Convolutional Net", ICLR workshop; Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    return _neuron("neuron_guided_backprop", "guided", f, layer, neuron, features, head,
+                   attribute_to_layer_input)
+
+
+def neuron_deconvnet(f: Callable | None = None, *, layer=None, neuron, features=None, head=None,
+                     attribute_to_layer_input: bool = False) -> Explainer:
+    """Deconvnet of one internal unit (Captum's ``NeuronDeconvolution``): the gradient of
+    ``x -> A(x)[neuron]`` with every ReLU rectifying the backward signal, ``g_in = relu(g_out)``.
+    Options as in :func:`neuron_guided_backprop`.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> w1 = jnp.array([[1.0, -1.0], [1.0, 1.0]]); w2 = jnp.array([[1.0], [2.0]])
+      >>> ex = jx.neuron_deconvnet(features=lambda x: jnp.maximum(x @ w1, 0) @ w2,
+      ...                          head=jnp.sum, neuron=(0,))
+      >>> ex(jnp.array([1.0, -2.0]))  # both hidden units pass back, active or not
+      Array([-1.,  3.], dtype=float32)
+
+    References:
+      Zeiler & Fergus (2014), "Visualizing and Understanding Convolutional Networks", ECCV;
+      Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    return _neuron("neuron_deconvnet", "deconvnet", f, layer, neuron, features, head,
+                   attribute_to_layer_input)

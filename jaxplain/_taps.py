@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from jaxplain import _checks
 
-__all__ = ["Split", "layer_gradient", "layers", "module_path", "split"]
+__all__ = ["Split", "layer_gradient", "layers", "module_path", "neuron_selector", "neuron_unit", "split"]
 
 _tmap = jax.tree_util.tree_map
 
@@ -384,6 +384,61 @@ def _check_independent(sp: Split, x, args, kwargs) -> None:
                     f"influence (its attribution would be zero). Give layers that do not feed "
                     f"each other (e.g. parallel branches), or attribute to each in its own call."
                 )
+
+
+def neuron_selector(name: str, neuron: Any) -> Callable:
+    """``select(A) -> scalar`` for ``neuron=``: an index tuple into the layer's output for one
+    example (checked against its shape when called: out of range raises, never clamps), or a
+    callable ``A -> scalar`` (checked to return a scalar)."""
+    if callable(neuron):
+
+        def unit(a):
+            out = neuron(a)
+            if jnp.shape(out) != ():
+                raise TypeError(
+                    f"jaxplain.{name}: neuron must return a scalar, but neuron(A) returned shape "
+                    f"{jnp.shape(out)} for the layer's output of shape {jnp.shape(a)}; reduce it, "
+                    f"e.g. neuron=lambda a: a[..., 7].mean() for a whole channel."
+                )
+            return out
+
+        return unit
+    idx = (neuron,) if isinstance(neuron, int) else neuron
+    if (
+        not isinstance(idx, tuple)
+        or not idx
+        or not all(isinstance(i, int) and not isinstance(i, bool) for i in idx)
+    ):
+        raise TypeError(
+            f"jaxplain.{name}: neuron must be an index tuple into the layer's output (e.g. "
+            f"(3, 4, 7) for an (H, W, C) activation) or a callable A -> scalar, got {neuron!r}."
+        )
+
+    def select(a):
+        shape = jnp.shape(a)
+        if len(idx) != len(shape):
+            raise ValueError(
+                f"jaxplain.{name}: neuron {idx} has {len(idx)} indices but the layer's output has "
+                f"shape {shape}; give one index per axis."
+            )
+        bad = [(i, n) for i, n in zip(idx, shape) if not -n <= i < n]
+        if bad:
+            raise ValueError(
+                f"jaxplain.{name}: neuron {idx} is out of range for the layer's output of shape "
+                f"{shape} (index {bad[0][0]} on an axis of size {bad[0][1]}); each index must lie in "
+                f"[-size, size)."
+            )
+        return a[idx]
+
+    return select
+
+
+def neuron_unit(method: str, f, layer, features, head, neuron, *, layer_input: bool = False):
+    """``(split, unit)``: ``f`` split at one layer, and ``unit(x, *args)``, the value of the neuron
+    ``neuron`` of that layer (see :func:`neuron_selector`)."""
+    sp = split(method, f, layer, features, head, layer_input=layer_input, many=False)
+    select = neuron_selector(method, neuron)
+    return sp, lambda x, *args, **kwargs: select(sp.activation(x, *args, **kwargs))
 
 
 def layer_gradient(sp: Split, x, args, kwargs):

@@ -122,3 +122,30 @@ def test_guided_backprop_is_differentiable_in_the_parameters():
     ours = jax.grad(loss)(w1, jx.guided_backprop)
     ref = jax.grad(lambda w: jnp.sum(_guided_reference(w, w2, x) ** 2))(w1)
     np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def test_neuron_variants_are_the_rule_gradient_of_the_unit():
+    import flax.linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.relu(nn.Dense(6, name="fc1")(x))
+            h = nn.relu(nn.Dense(5, name="fc2")(h))
+            return nn.Dense(3, name="out")(h)
+
+    model = Net()
+    v = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+    f = lambda x, t: model.apply(v, x[None])[0, t]
+    p = v["params"]
+    pre = lambda x: (jax.nn.relu(x @ p["fc1"]["kernel"] + p["fc1"]["bias"]) @ p["fc2"]["kernel"]
+                     + p["fc2"]["bias"])[2]
+    xs = jax.random.normal(jax.random.key(1), (6, 4))
+    for ours, whole in ((jx.neuron_guided_backprop, jx.guided_backprop), (jx.neuron_deconvnet, jx.deconvnet)):
+        got = jax.vmap(ours(f, layer="fc2", neuron=(0, 2)))(xs, jnp.zeros(6, int))
+        np.testing.assert_allclose(got, jax.vmap(whole(pre))(xs), rtol=1e-5, atol=1e-7)
+        with pytest.raises(ValueError, match="out of range"):
+            ours(f, layer="fc2", neuron=(0, 5))(xs[0], 0)
+        with pytest.raises(TypeError, match="attributes to one layer"):
+            ours(f, layer=("fc1", "fc2"), neuron=(0, 1))
+    assert not np.allclose(jax.vmap(jx.guided_backprop(pre))(xs), jax.vmap(jax.grad(pre))(xs))

@@ -14,7 +14,7 @@ from jaxplain._lrp import composites as K
 from jaxplain._lrp import propagate as P
 from jaxplain._lrp import rules as R
 
-__all__ = ["lrp", "resolve_rules"]
+__all__ = ["lrp", "propagate", "resolve_rules"]
 
 
 def resolve_rules(method: str, rules: Any) -> K.Composite:
@@ -111,16 +111,21 @@ def relevance(method: str, f: Callable, composite: K.Composite, *, share_linear:
 
     def core(x, *args, **kwargs):
         program = interpret(f_checked, x, args, kwargs)
-        _check_paths(method, composite, program)
-        layers = tuple(kind for kind, _ in program.layers())
-        ctx = P.Context(method, composite, layers, share_linear)
-        run = program.run(P.LRPHooks(ctx))
-        leaves, tree = jax.tree_util.tree_flatten(x)
-        y, vjp = jax.vjp(run, leaves)
-        (rel,) = vjp(y)
-        return jax.tree_util.tree_unflatten(tree, [r.astype(l.dtype) for r, l in zip(rel, leaves)])
+        return propagate(method, program, composite, x, share_linear=share_linear)[1]
 
     return core
+
+
+def propagate(method: str, program, composite: K.Composite, x, *, share_linear: bool = True):
+    """``(f(x), relevance of x)`` for an interpreted ``program`` of ``f``."""
+    _check_paths(method, composite, program)
+    layers = tuple(kind for kind, _ in program.layers())
+    ctx = P.Context(method, composite, layers, share_linear)
+    run = program.run(P.LRPHooks(ctx))
+    leaves, tree = jax.tree_util.tree_flatten(x)
+    y, vjp = jax.vjp(run, leaves)
+    (rel,) = vjp(y)
+    return y, jax.tree_util.tree_unflatten(tree, [r.astype(l.dtype) for r, l in zip(rel, leaves)])
 
 
 def lrp(f: Callable, *, rules: Any = None) -> Explainer:

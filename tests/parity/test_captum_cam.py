@@ -25,6 +25,8 @@ from captum.attr import (  # noqa: E402
     GuidedGradCam,
     LayerAttribution,
     LayerGradCam,
+    NeuronDeconvolution,
+    NeuronGuidedBackprop,
 )
 
 import jaxplain as jx  # noqa: E402
@@ -260,3 +262,24 @@ def test_a_sequence_map_is_resized_as_torchs_linear_interpolation():
     theirs = torch.nn.functional.interpolate(torch.from_numpy(np.asarray(small))[None, None],
                                              size=11, mode="linear", align_corners=False)
     np.testing.assert_allclose(ex(x), theirs.numpy()[0, 0], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ours, theirs",
+    [(jx.neuron_guided_backprop, NeuronGuidedBackprop), (jx.neuron_deconvnet, NeuronDeconvolution)],
+    ids=["guided_backprop", "deconvnet"],
+)
+def test_neuron_modified_relu_backprop_matches_captum(gap, cnn, ours, theirs):
+    """One unit of block2's convolution (torch conv2: channel 3 at (5, 4)); of conv3 on the CNN,
+    by path on the Linen twin and by features= on the plain one; and at conv3's input."""
+    ref = theirs(gap["torch"], gap["torch"].conv2).attribute(gap["x_t"], neuron_selector=(3, 5, 4))
+    _close(_batch(ours(gap["f"], layer="block2/conv", neuron=(0, 5, 4, 3)), gap), _nhwc(ref))
+    ref = theirs(cnn["torch"], cnn["torch"].conv3).attribute(cnn["x_t"], neuron_selector=(2, 1, 3))
+    out = _batch(ours(features=cnn["features"], head=cnn["head"], neuron=(0, 1, 3, 2)), cnn)
+    _close(out, _nhwc(ref))
+    assert not np.allclose(out, _batch(jx.neuron_gradient(features=cnn["features"], head=cnn["head"],
+                                                          neuron=(0, 1, 3, 2)), cnn), rtol=1e-3)
+    ref = theirs(gap["torch"], gap["torch"].conv3).attribute(
+        gap["x_t"], neuron_selector=(1, 2, 2), attribute_to_neuron_input=True)
+    ex = ours(gap["f"], layer="block3/conv", neuron=(0, 2, 2, 1), attribute_to_layer_input=True)
+    _close(_batch(ex, gap), _nhwc(ref))

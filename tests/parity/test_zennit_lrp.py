@@ -342,3 +342,50 @@ def test_relu_beta_smooth_matches_zennit(cnn):
     theirs = LayerMapComposite([(Activation, ReLUBetaSmooth(beta_smooth=5.0))])
     close(our_relevance(cnn["f"], rules, xs, CNN_TARGETS),
           zennit_relevance(cnn["module"], theirs, xs, CNN_TARGETS, classes=10))
+
+
+# ---------------------------------------------------------------------------- relevance at a layer
+
+
+def _zennit_layer_relevance(module, layer_module, composite, xs, ts, classes):
+    """The gradient Zennit's rules leave at ``layer_module``'s output: the relevance there."""
+    x = torch.from_numpy(twins.nhwc_to_nchw(xs)).requires_grad_(True)
+    one_hot = torch.eye(classes, dtype=x.dtype)[torch.from_numpy(np.asarray(ts))]
+    seen = {}
+
+    def keep(_, __, out):
+        out.register_hook(lambda g: seen.__setitem__("r", g.detach()))
+
+    with Gradient(model=module, composite=composite) as attributor:
+        handle = layer_module.register_forward_hook(keep)
+        try:
+            attributor(x, lambda out: out * one_hot)
+        finally:
+            handle.remove()
+    return twins.nchw_to_nhwc(seen["r"].numpy())
+
+
+@pytest.mark.parametrize("composite", ["epsilon_plus_flat", "epsilon_plus"])
+def test_layer_lrp_at_conv3_matches_zennit(cnn, composite):
+    """Relevance at conv3's output (Zennit: the gradient its rules leave there), by a split of the
+    twin's own JAX program: the layers above keep their place (conv1 stays the flat layer)."""
+    xs, _, _ = cnn["inputs"]["normal"]
+    ours_rules = getattr(jx.composites, composite)()
+    theirs_rules = {"epsilon_plus_flat": EpsilonPlusFlat, "epsilon_plus": EpsilonPlus}[composite]()
+    _, params, _ = twins.make_twins(0, act="relu", size=CNN_SIZE, channels=CNN_CHANNELS)
+    a, conv, pool = jax.nn.relu, twins._conv, twins._avgpool2
+
+    def features(x):
+        h = a(conv(x[None], params["w1"], params["b1"]))
+        h = pool(a(conv(h, params["w2"], params["b2"])))
+        return conv(h, params["w3"], params["b3"])
+
+    def head(h, t):
+        h = pool(a(conv(a(h), params["w4"], params["b4"])))
+        return (h.reshape(1, -1) @ params["wd"] + params["bd"])[0, t]
+
+    ex = jx.layer_lrp(features=features, head=head, rules=ours_rules)
+    ours = np.asarray(jax.vmap(ex)(jnp.asarray(xs), jnp.asarray(CNN_TARGETS)))[:, 0]
+    theirs = _zennit_layer_relevance(cnn["module"], cnn["module"].conv3, theirs_rules, xs,
+                                     CNN_TARGETS, 10)
+    close(ours, theirs)
