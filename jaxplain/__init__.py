@@ -23,6 +23,10 @@ from jaxplain._compile import compiler_options as compiler_options  # noqa: E402
 from jaxplain._contract import Explainer as Explainer  # noqa: E402
 from jaxplain._deeplift import deeplift as deeplift  # noqa: E402
 from jaxplain._deeplift import deeplift_shap as deeplift_shap  # noqa: E402
+from jaxplain._deeplift import layer_deeplift as layer_deeplift  # noqa: E402
+from jaxplain._deeplift import layer_deeplift_shap as layer_deeplift_shap  # noqa: E402
+from jaxplain._deeplift import neuron_deeplift as neuron_deeplift  # noqa: E402
+from jaxplain._deeplift import neuron_deeplift_shap as neuron_deeplift_shap  # noqa: E402
 from jaxplain._gradients import expected_gradients as expected_gradients  # noqa: E402
 from jaxplain._gradients import gradient as gradient  # noqa: E402
 from jaxplain._gradients import gradient_shap as gradient_shap  # noqa: E402
@@ -77,6 +81,8 @@ __all__ = [
     "internal_influence",
     "layer_activation",
     "layer_conductance",
+    "layer_deeplift",
+    "layer_deeplift_shap",
     "layer_gradient_x_activation",
     "layer_integrated_gradients",
     "layer_lrp",
@@ -84,6 +90,8 @@ __all__ = [
     "lrp",
     "neuron_conductance",
     "neuron_deconvnet",
+    "neuron_deeplift",
+    "neuron_deeplift_shap",
     "neuron_gradient",
     "neuron_guided_backprop",
     "neuron_integrated_gradients",

@@ -18,11 +18,18 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
-from jaxplain import _checks, _paths
+from jaxplain import _checks, _paths, _taps
 from jaxplain._contract import Explainer, make_explainer
 from jaxplain._interpret import Plain, first, interpret, with_backward
 
-__all__ = ["deeplift", "deeplift_shap"]
+__all__ = [
+    "deeplift",
+    "deeplift_shap",
+    "layer_deeplift",
+    "layer_deeplift_shap",
+    "neuron_deeplift",
+    "neuron_deeplift_shap",
+]
 
 # Captum's threshold below which the rescale rule falls back to the gradient.
 EPS = 1e-10
@@ -215,25 +222,253 @@ def deeplift_shap(
     fixed = None if callable(baselines) else _checks.check_reference_set("deeplift_shap", baselines)
     m = multipliers("deeplift_shap", f)
 
+    one = _input_attribution(m, multiply)
+
     def core(x, *args, **kwargs):
-        refs = fixed
-        if refs is None:
-            refs = _checks.check_reference_set("deeplift_shap", baselines(x))
-        n = jax.tree_util.tree_leaves(refs)[0].shape[0]
-        bs = jax.tree_util.tree_unflatten(
-            jax.tree_util.tree_structure(x), _checks.check_reference_shapes("deeplift_shap", refs, x)
-        )
-
-        def one(b):
-            mult = m(x, b, *args, **kwargs)
-            if not multiply:
-                return mult
-            return jax.tree_util.tree_map(lambda a, bb, g: (a - bb) * g, x, b, mult)
-
-        total = _paths.chunked_sum(one, bs, batch_size=batch_size, like=x)
-        return jax.tree_util.tree_map(lambda t, a: (t / n).astype(a.dtype), total, x)
+        return _paths.cast_like(_over_baselines("deeplift_shap", baselines, fixed, batch_size, x,
+                                                lambda b: one(x, b, args, kwargs)), x)
 
     options = {"baselines": baselines, "batch_size": batch_size}
     if not multiply:
         options["multiply_by_inputs"] = False
     return make_explainer("deeplift_shap", f, core, options)
+
+
+def _input_attribution(m: Callable, multiply: bool) -> Callable:
+    """``one(x, b, args, kwargs)``: ``(x - b) * m(x, b)``, or the multipliers alone."""
+
+    def one(x, b, args, kwargs):
+        mult = m(x, b, *args, **kwargs)
+        if not multiply:
+            return mult
+        return jax.tree_util.tree_map(lambda a, bb, g: (a - bb) * g, x, b, mult)
+
+    return one
+
+
+def _over_baselines(name: str, baselines, fixed, batch_size, x, one: Callable):
+    """``mean_i one(b_i)`` over the reference set (``fixed``, or ``baselines(x)`` when callable)."""
+    refs = fixed
+    if refs is None:
+        refs = _checks.check_reference_set(name, baselines(x))
+    n = jax.tree_util.tree_leaves(refs)[0].shape[0]
+    bs = jax.tree_util.tree_unflatten(
+        jax.tree_util.tree_structure(x), _checks.check_reference_shapes(name, refs, x)
+    )
+    total = _paths.chunked_sum(one, bs, batch_size=batch_size, like=x)
+    return jax.tree_util.tree_map(lambda t: t / n, total)
+
+
+def _layer_attribution(name: str, sp: _taps.Split, m: Callable, multiply: bool):
+    """``attr(x, b, args, kwargs)``: DeepLIFT at the layer, ``(A(x) - A(b)) * dF/dA`` with the
+    multipliers of the network above it (``upper(A, x)``, the layer's value replaced by ``A``)."""
+
+    def attr(x, b, args, kwargs):
+        sp.check_independent(x, args, kwargs)
+        a_x = sp.activation(x, *args, **kwargs)
+        a_b = sp.activation(b, *args, **kwargs)
+        mult, _ = m((a_x, x), (a_b, b), *args, **kwargs)
+        if not multiply:
+            return mult
+        return jax.tree_util.tree_map(lambda p, q, g: ((p - q) * g).astype(p.dtype), a_x, a_b, mult)
+
+    return attr
+
+
+def _upper(sp: _taps.Split) -> Callable:
+    return lambda ax, *args, **kwargs: sp.rest(ax[1], ax[0], *args, **kwargs)
+
+
+def _whole(f, features, head) -> Callable:
+    if f is not None:
+        return f
+    return lambda x, *args, **kwargs: head(features(x), *args, **kwargs)
+
+
+def _layer_options(f, layer, features, head, layer_input, multiply, **more) -> dict:
+    options = dict(layer=layer) if f is not None else dict(features=features, head=head)
+    options.update(more)
+    if not multiply:
+        options["multiply_by_inputs"] = False
+    if layer_input:
+        options["attribute_to_layer_input"] = True
+    return options
+
+
+def layer_deeplift(
+    f: Callable | None = None,
+    *,
+    layer: Any = None,
+    features: Callable | None = None,
+    head: Callable | None = None,
+    baseline: Any = 0.0,
+    multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
+    return_delta: bool = False,
+) -> Explainer:
+    """DeepLIFT at a layer (Captum's ``LayerDeepLift``): ``(A(x) - A(b)) * m``, where ``m`` are
+    the rescale-rule multipliers of ``f`` with respect to the layer's output ``A`` (or its input,
+    ``attribute_to_layer_input=True``) and ``b`` is the INPUT baseline.
+
+    Only the network above the layer shapes ``m``: its activations get the rescale rule between
+    their values at ``x`` and at ``b``. When every path from ``x`` to ``f``'s output passes the
+    layer, the attributions sum to ``f(x) - f(b)`` on networks of linear operations and ReLUs;
+    ``return_delta=True`` also returns ``sum(attr) - (f(x) - f(b))``. ``layer`` may be a tuple of
+    layers that do not feed each other. Other options as in :func:`jaxplain.deeplift`.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.layer_deeplift(features=lambda x: 2 * x, head=lambda a: jnp.maximum(a[0] - 1, 0) + a[1])
+      >>> ex(jnp.array([3.0, 1.0]))  # the ReLU's secant from a = 0 to a = 6: 5 / 6
+      Array([5., 2.], dtype=float32)
+
+    References:
+      Shrikumar, Greenside & Kundaje (2017), "Learning Important Features Through Propagating
+      Activation Differences", ICML; Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    name = "layer_deeplift"
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
+    _checks.check_baseline(name, baseline)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
+    return_delta = _checks.check_bool(name, "return_delta", return_delta)
+    if return_delta and not multiply:
+        raise ValueError(f"jaxplain.{name}: return_delta=True needs multiply_by_inputs=True (the "
+                         f"multipliers alone do not sum to f(x) - f(baseline)).")
+    attr = _layer_attribution(name, sp, multipliers(name, _upper(sp)), multiply)
+    whole = _whole(f, features, head)
+
+    def core(x, *args, **kwargs):
+        b = _paths.broadcast_like(name, "baseline", baseline, x)
+        out = attr(x, b, args, kwargs)
+        if not return_delta:
+            return out
+        gap = whole(x, *args, **kwargs) - whole(b, *args, **kwargs)
+        return out, _paths.tree_total(out) - gap
+
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+                             baseline=baseline)
+    if return_delta:
+        options["return_delta"] = True
+    return make_explainer(name, f if f is not None else features, core, options)
+
+
+def layer_deeplift_shap(
+    f: Callable | None = None,
+    *,
+    layer: Any = None,
+    features: Callable | None = None,
+    head: Callable | None = None,
+    baselines: Any,
+    batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
+) -> Explainer:
+    """DeepLIFT-SHAP at a layer (Captum's ``LayerDeepLiftShap``): :func:`layer_deeplift` averaged
+    over a set of INPUT baselines, ``mean_i (A(x) - A(b_i)) * m_i``. ``baselines``, ``batch_size``
+    as in :func:`jaxplain.deeplift_shap`.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.layer_deeplift_shap(features=lambda x: 2 * x, head=jnp.sum,
+      ...                             baselines=jnp.array([[0.0, 0.0], [1.0, 1.0]]))
+      >>> ex(jnp.array([3.0, 1.0]))  # linear head: A(x) - mean A(b)
+      Array([5., 1.], dtype=float32)
+
+    References:
+      Lundberg & Lee (2017), "A Unified Approach to Interpreting Model Predictions", NeurIPS;
+      Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    name = "layer_deeplift_shap"
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
+    batch_size = _checks.check_batch_size(name, batch_size)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
+    fixed = None if callable(baselines) else _checks.check_reference_set(name, baselines)
+    attr = _layer_attribution(name, sp, multipliers(name, _upper(sp)), multiply)
+
+    def core(x, *args, **kwargs):
+        return _over_baselines(name, baselines, fixed, batch_size, x,
+                               lambda b: attr(x, b, args, kwargs))
+
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+                             baselines=baselines, batch_size=batch_size)
+    return make_explainer(name, f if f is not None else features, core, options)
+
+
+def neuron_deeplift(
+    f: Callable | None = None,
+    *,
+    layer: Any = None,
+    neuron: Any,
+    features: Callable | None = None,
+    head: Callable | None = None,
+    baseline: Any = 0.0,
+    multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
+) -> Explainer:
+    """DeepLIFT of one internal unit (Captum's ``NeuronDeepLift``): :func:`jaxplain.deeplift` of
+    ``x -> A(x)[neuron]``; its attributions sum to the unit's change ``A(x)[n] - A(b)[n]`` on
+    networks of linear operations and ReLUs. ``neuron`` as for :func:`jaxplain.neuron_gradient`.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.neuron_deeplift(features=lambda x: jnp.maximum(x - 1, 0), head=jnp.sum, neuron=(0,))
+      >>> ex(jnp.array([3.0, 1.0]))
+      Array([2., 0.], dtype=float32)
+
+    References:
+      Shrikumar, Greenside & Kundaje (2017), ICML; Kokhlikyan et al. (2020), Captum.
+    """
+    name = "neuron_deeplift"
+    _, unit = _taps.neuron_unit(name, f, layer, features, head, neuron, layer_input=attribute_to_layer_input)
+    _checks.check_baseline(name, baseline)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
+    one = _input_attribution(multipliers(name, unit), multiply)
+
+    def core(x, *args, **kwargs):
+        b = _paths.broadcast_like(name, "baseline", baseline, x)
+        return _paths.cast_like(one(x, b, args, kwargs), x)
+
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+                             neuron=neuron, baseline=baseline)
+    return make_explainer(name, f if f is not None else features, core, options)
+
+
+def neuron_deeplift_shap(
+    f: Callable | None = None,
+    *,
+    layer: Any = None,
+    neuron: Any,
+    features: Callable | None = None,
+    head: Callable | None = None,
+    baselines: Any,
+    batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
+) -> Explainer:
+    """DeepLIFT-SHAP of one internal unit (Captum's ``NeuronDeepLiftShap``):
+    :func:`jaxplain.deeplift_shap` of ``x -> A(x)[neuron]``.
+
+    Example:
+      >>> import jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.neuron_deeplift_shap(features=lambda x: 3 * x, head=jnp.sum, neuron=(1,),
+      ...                              baselines=jnp.array([[0.0, 0.0], [0.0, 2.0]]))
+      >>> ex(jnp.array([1.0, 1.0]))
+      Array([0., 0.], dtype=float32)
+
+    References:
+      Lundberg & Lee (2017), NeurIPS; Kokhlikyan et al. (2020), Captum.
+    """
+    name = "neuron_deeplift_shap"
+    _, unit = _taps.neuron_unit(name, f, layer, features, head, neuron, layer_input=attribute_to_layer_input)
+    batch_size = _checks.check_batch_size(name, batch_size)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
+    fixed = None if callable(baselines) else _checks.check_reference_set(name, baselines)
+    one = _input_attribution(multipliers(name, unit), multiply)
+
+    def core(x, *args, **kwargs):
+        return _paths.cast_like(_over_baselines(name, baselines, fixed, batch_size, x,
+                                                lambda b: one(x, b, args, kwargs)), x)
+
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+                             neuron=neuron, baselines=baselines, batch_size=batch_size)
+    return make_explainer(name, f if f is not None else features, core, options)

@@ -220,3 +220,98 @@ def test_deeplift_shap_takes_a_callable_background():
     np.testing.assert_allclose(ours, jx.deeplift_shap(f, baselines=make_bs(x))(x, 1), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="do not fit x"):
         jx.deeplift_shap(f, baselines=lambda v: jnp.zeros((2, 3, 3, 2)))(x, 1)
+
+
+# --------------------------------------------------------------------------- at a layer, of a neuron
+
+
+class _MLP(nn.Module):
+    skip: bool = False
+
+    @nn.compact
+    def __call__(self, x):
+        h = nn.relu(nn.Dense(6, name="fc1")(x))
+        h = nn.relu(nn.Dense(5, name="fc2")(h))
+        out = nn.Dense(3, name="out")(h)
+        return out + jnp.sum(x, -1, keepdims=True) if self.skip else out
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    def make(skip):
+        model = _MLP(skip=skip)
+        v = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+        return lambda x, t: model.apply(v, x[None])[0, t], v
+
+    (f, v), (g, _) = make(False), make(True)
+    xs = jax.random.normal(jax.random.key(1), (8, 4))
+    bs = 0.3 * jax.random.normal(jax.random.key(2), (8, 4))
+    return f, g, v, xs, bs
+
+
+def test_layer_deeplift_sums_to_delta_at_a_cut_and_reports_a_bypass(mlp):
+    f, g, _, xs, bs = mlp
+    for path in ("fc1", "fc2", "out"):
+        ex = jax.jit(jax.vmap(lambda x, b, t: jx.layer_deeplift(f, layer=path, baseline=b,
+                                                                return_delta=True)(x, t)))
+        attr, gap = ex(xs, bs, jnp.arange(8) % 3)
+        want = jax.vmap(f)(xs, jnp.arange(8) % 3) - jax.vmap(f)(bs, jnp.arange(8) % 3)
+        np.testing.assert_allclose(attr.sum(axis=(1, 2)), want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(gap, 0.0, atol=1e-5)
+    # g adds sum(x) past the layers: the gap is exactly that part of f(x) - f(b)
+    _, gap = jx.layer_deeplift(g, layer="fc2", baseline=bs[0], return_delta=True)(xs[0], 1)
+    np.testing.assert_allclose(gap, -(xs[0].sum() - bs[0].sum()), rtol=1e-4)
+
+
+def test_layer_deeplift_at_a_layer_input_is_the_split_below_it(mlp):
+    f, _, v, xs, bs = mlp
+    p = v["params"]
+    below = lambda x: jax.nn.relu(x @ p["fc1"]["kernel"] + p["fc1"]["bias"])
+    above = lambda h, t: (jax.nn.relu(h @ p["fc2"]["kernel"] + p["fc2"]["bias"]) @ p["out"]["kernel"]
+                          + p["out"]["bias"])[t]
+    ours = jx.layer_deeplift(f, layer="fc2", baseline=bs[0], attribute_to_layer_input=True)(xs[0], 2)
+    ref = jx.layer_deeplift(features=below, head=above, baseline=bs[0])(xs[0], 2)
+    np.testing.assert_allclose(ours[0], ref, rtol=1e-5, atol=1e-7)
+    # the rescale rule, by hand: fc2's ReLU multipliers are secants between x and the baseline
+    h_x, h_b = below(xs[0]), below(bs[0])
+    z_x, z_b = h_x @ p["fc2"]["kernel"] + p["fc2"]["bias"], h_b @ p["fc2"]["kernel"] + p["fc2"]["bias"]
+    dz = z_x - z_b
+    m = jnp.where(jnp.abs(dz) < 1e-10, (z_x > 0).astype(dz.dtype), (jax.nn.relu(z_x) - jax.nn.relu(z_b)) / dz)
+    by_hand = (h_x - h_b) * (p["fc2"]["kernel"] @ (m * p["out"]["kernel"][:, 2]))
+    np.testing.assert_allclose(ref, by_hand, rtol=1e-4, atol=1e-6)
+
+
+def test_layer_deeplift_shap_is_the_mean_over_baselines(mlp):
+    f, _, _, xs, bs = mlp
+    ex = jx.layer_deeplift_shap(f, layer="fc2", baselines=bs[:5], batch_size=2)
+    loop = jnp.mean(jnp.stack([jx.layer_deeplift(f, layer="fc2", baseline=b)(xs[0], 1) for b in bs[:5]]), 0)
+    np.testing.assert_allclose(ex(xs[0], 1), loop, rtol=1e-5, atol=1e-7)
+    glob = jx.layer_deeplift_shap(f, layer="fc2", baselines=bs[:5], multiply_by_inputs=False)(xs[0], 1)
+    loop = jnp.mean(jnp.stack([jx.layer_deeplift(f, layer="fc2", baseline=b, multiply_by_inputs=False)(
+        xs[0], 1) for b in bs[:5]]), 0)
+    np.testing.assert_allclose(glob, loop, rtol=1e-5, atol=1e-7)
+
+
+def test_neuron_deeplift_sums_to_the_units_change(mlp):
+    f, _, v, xs, bs = mlp
+    unit = lambda x: jx.layer_activation(f, layer="fc2")(x, 0)[0, 3]
+    attr = jax.vmap(lambda x, b: jx.neuron_deeplift(f, layer="fc2", neuron=(0, 3), baseline=b)(x, 0))(xs, bs)
+    np.testing.assert_allclose(attr.sum(-1), jax.vmap(unit)(xs) - jax.vmap(unit)(bs), rtol=1e-5, atol=1e-6)
+    shap = jx.neuron_deeplift_shap(f, layer="fc2", neuron=(0, 3), baselines=bs[:4])(xs[0], 0)
+    loop = jnp.mean(jnp.stack([jx.neuron_deeplift(f, layer="fc2", neuron=(0, 3), baseline=b)(xs[0], 0)
+                               for b in bs[:4]]), 0)
+    np.testing.assert_allclose(shap, loop, rtol=1e-5, atol=1e-7)
+
+
+def test_layer_and_neuron_deeplift_errors(mlp):
+    f, _, _, xs, _ = mlp
+    with pytest.raises(ValueError, match="return_delta=True needs multiply_by_inputs=True"):
+        jx.layer_deeplift(f, layer="fc2", return_delta=True, multiply_by_inputs=False)
+    with pytest.raises(TypeError, match="attributes to one layer"):
+        jx.neuron_deeplift(f, layer=("fc1", "fc2"), neuron=(0, 1))
+    with pytest.raises(ValueError, match="out of range"):
+        jx.neuron_deeplift(f, layer="fc2", neuron=(0, 5))(xs[0], 0)
+    with pytest.raises(ValueError, match="baselines is empty"):
+        jx.layer_deeplift_shap(f, layer="fc2", baselines=[])
+    with pytest.raises(ValueError, match="is computed from layer"):
+        jx.layer_deeplift(f, layer=("fc1", "fc2"))(xs[0], 0)
