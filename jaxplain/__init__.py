@@ -47,10 +47,12 @@ from jaxplain._modified_backprop import neuron_deconvnet as neuron_deconvnet  # 
 from jaxplain._modified_backprop import neuron_guided_backprop as neuron_guided_backprop  # noqa: E402
 from jaxplain._layers import layer_activation as layer_activation  # noqa: E402
 from jaxplain._layers import layer_conductance as layer_conductance  # noqa: E402
+from jaxplain._layers import layer_gradient_shap as layer_gradient_shap  # noqa: E402
 from jaxplain._layers import layer_gradient_x_activation as layer_gradient_x_activation  # noqa: E402
 from jaxplain._layers import layer_integrated_gradients as layer_integrated_gradients  # noqa: E402
 from jaxplain._layers import neuron_conductance as neuron_conductance  # noqa: E402
 from jaxplain._layers import neuron_gradient as neuron_gradient  # noqa: E402
+from jaxplain._layers import neuron_gradient_shap as neuron_gradient_shap  # noqa: E402
 from jaxplain._layers import neuron_integrated_gradients as neuron_integrated_gradients  # noqa: E402
 from jaxplain._taps import layers as layers  # noqa: E402
 from jaxplain._tsne import TSNE as TSNE  # noqa: E402
@@ -83,6 +85,7 @@ __all__ = [
     "layer_conductance",
     "layer_deeplift",
     "layer_deeplift_shap",
+    "layer_gradient_shap",
     "layer_gradient_x_activation",
     "layer_integrated_gradients",
     "layer_lrp",
@@ -93,6 +96,7 @@ __all__ = [
     "neuron_deeplift",
     "neuron_deeplift_shap",
     "neuron_gradient",
+    "neuron_gradient_shap",
     "neuron_guided_backprop",
     "neuron_integrated_gradients",
     "quadrature",

@@ -26,18 +26,6 @@ __all__ = [
 _tmap = jax.tree_util.tree_map
 
 
-def _normal(key, shape, dtype):
-    """``jax.random.normal`` drawn on JAX's classic threefry stream (``jax.threefry_partitionable
-    (False)``: one threefry hash per two values instead of one per value), whatever the global
-    setting. Noise is the per-sample cost SmoothGrad adds to a gradient: on XLA:CPU this draw took
-    a third of the time, and SmoothGrad of a small CNN 0.89-0.95x as long (benchmarks/README.md).
-    Each explainer's noise is drawn per example (vmapped keys), never as one array to partition."""
-    with jax.threefry_partitionable(False):
-        return jax.random.normal(key, shape, dtype)
-
-
-
-
 def gradient(f: Callable) -> Explainer:
     """The gradient ``df/dx`` of a scalar function of one example.
 
@@ -281,7 +269,7 @@ def smoothgrad(
             k_noise, k_inner = jax.random.split(k)
             k_leaves = jax.random.split(k_noise, len(leaves))
             noisy = [
-                leaf + (std * _normal(kl, leaf.shape, leaf.dtype)).astype(leaf.dtype)
+                leaf + (std * _paths.normal(kl, leaf.shape, leaf.dtype)).astype(leaf.dtype)
                 for leaf, std, kl in zip(leaves, stds, k_leaves)
             ]
             noisy = jax.tree_util.tree_unflatten(treedef, noisy)
@@ -386,17 +374,8 @@ def _expected_gradients(name, f, baselines, samples, sigma, batch_size, multiply
         ref_leaves = _checks.check_reference_shapes(name, refs, x)
 
         def one(k):
-            k_idx, k_alpha, k_noise = jax.random.split(k, 3)
-            idx = jax.random.randint(k_idx, (), 0, n_refs)
-            alpha = jax.random.uniform(k_alpha, (), leaves[0].dtype)
-            k_leaves = jax.random.split(k_noise, len(leaves))
-            xs = [
-                leaf + sigma * _normal(kl, leaf.shape, leaf.dtype) if sigma > 0 else leaf
-                for leaf, kl in zip(leaves, k_leaves)
-            ]
-            bs = [r[idx] for r in ref_leaves]
+            xs, bs, point = _paths.shap_draw(k, leaves, ref_leaves, n_refs, sigma)
             diffs = [xi - bi for xi, bi in zip(xs, bs)]
-            point = [bi + alpha.astype(d.dtype) * d for bi, d in zip(bs, diffs)]
             g = grad_f(jax.tree_util.tree_unflatten(treedef, point), *args, **kwargs)
             if not multiply:
                 return g

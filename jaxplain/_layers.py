@@ -35,6 +35,8 @@ __all__ = [
     "neuron_gradient",
     "neuron_integrated_gradients",
     "neuron_conductance",
+    "layer_gradient_shap",
+    "neuron_gradient_shap",
 ]
 
 _tmap = jax.tree_util.tree_map
@@ -379,3 +381,114 @@ def neuron_conductance(
     options = dict(layer=layer, neuron=neuron, baseline=baseline, steps=opts.steps,
                    method=opts.method, batch_size=opts.batch_size)
     return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))
+
+
+def layer_gradient_shap(
+    f=None,
+    *,
+    layer=None,
+    features=None,
+    head=None,
+    baselines: Any,
+    samples: int = 5,
+    sigma: float = 0.0,
+    batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
+) -> Explainer:
+    """Gradient SHAP at a layer (Captum's ``LayerGradientShap``): the mean over ``samples`` draws
+    of ``(A(x') - A(b)) * dF/dA(b + alpha (x' - b))``, with ``b`` drawn from the INPUT reference
+    set ``baselines``, ``alpha ~ U(0, 1)`` and ``x' = x + N(0, sigma^2)``: the draws of
+    :func:`jaxplain.gradient_shap` (the same key gives the same draws), with the layer's values in
+    place of the input's. ``multiply_by_inputs=False`` gives the mean layer gradient. Random: call
+    it with ``key=``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.layer_gradient_shap(features=lambda x: 2 * x, head=lambda a: jnp.sum(3 * a),
+      ...                             baselines=jnp.zeros((2, 2)))
+      >>> ex(jnp.array([1.0, -1.0]), key=jax.random.key(0))  # linear: 3 * (A(x) - A(0))
+      Array([ 6., -6.], dtype=float32)
+
+    References:
+      Lundberg & Lee (2017), "A Unified Approach to Interpreting Model Predictions", NeurIPS;
+      Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    name = "layer_gradient_shap"
+    sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
+    multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
+    samples = _checks.check_int(name, "samples", samples, minimum=1)
+    sigma = _checks.check_float(name, "sigma", sigma, minimum=0.0)
+    batch_size = _checks.check_batch_size(name, batch_size)
+    refs = _checks.check_reference_set(name, baselines)
+    n_refs = jax.tree_util.tree_leaves(refs)[0].shape[0]
+
+    def core(x, *args, key, **kwargs):
+        leaves, treedef = jax.tree_util.tree_flatten(x)
+        ref_leaves = _checks.check_reference_shapes(name, refs, x)
+        tree = lambda ls: jax.tree_util.tree_unflatten(treedef, ls)
+
+        def one(k):
+            xs, bs, point = _paths.shap_draw(k, leaves, ref_leaves, n_refs, sigma)
+            _, g = _taps.layer_gradient(sp, tree(point), args, kwargs)
+            if not multiply:
+                return g
+            a_x = sp.activation(tree(xs), *args, **kwargs)
+            a_b = sp.activation(tree(bs), *args, **kwargs)
+            return _tmap(lambda p, q, gg: (p - q) * gg, a_x, a_b, g)
+
+        total = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size, like=x)
+        return _tmap(lambda t: t / samples, total)
+
+    options = dict(layer=layer, baselines=baselines, samples=samples, sigma=sigma, batch_size=batch_size)
+    if not multiply:
+        options["multiply_by_inputs"] = False
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input),
+                          needs_key=True)
+
+
+def neuron_gradient_shap(
+    f=None,
+    *,
+    layer=None,
+    neuron,
+    features=None,
+    head=None,
+    baselines: Any,
+    samples: int = 5,
+    sigma: float = 0.0,
+    batch_size: int | None = None,
+    multiply_by_inputs: bool = True,
+    attribute_to_layer_input: bool = False,
+) -> Explainer:
+    """Gradient SHAP of one internal unit (Captum's ``NeuronGradientShap``):
+    :func:`jaxplain.gradient_shap` of ``x -> A(x)[neuron]`` (same options, same draws for the same
+    key). Random: call it with ``key=``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, jaxplain as jx
+      >>> ex = jx.neuron_gradient_shap(features=lambda x: 2 * x, head=jnp.sum, neuron=(0,),
+      ...                              baselines=jnp.zeros((3, 2)))
+      >>> ex(jnp.array([1.5, 1.0]), key=jax.random.key(0))
+      Array([3., 0.], dtype=float32)
+
+    References:
+      Lundberg & Lee (2017), NeurIPS; Kokhlikyan et al. (2020), Captum, arXiv:2009.07896.
+    """
+    from jaxplain import gradient_shap  # the gradient family, by its public name
+
+    name = "neuron_gradient_shap"
+    _, unit = _taps.neuron_unit(name, f, layer, features, head, neuron,
+                                layer_input=attribute_to_layer_input)
+    try:
+        inner = gradient_shap(unit, baselines=baselines, samples=samples, sigma=sigma,
+                              batch_size=batch_size, multiply_by_inputs=multiply_by_inputs)
+    except (TypeError, ValueError) as err:
+        raise type(err)(str(err).replace("jaxplain.gradient_shap", f"jaxplain.{name}")) from None
+
+    def core(x, *args, key, **kwargs):
+        return inner(x, *args, key=key, **kwargs)
+
+    options = dict(layer=layer, neuron=neuron, **{k: v for k, v in inner.options.items()})
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input),
+                          needs_key=True)

@@ -339,3 +339,45 @@ def test_several_layers_and_layer_input_errors(mlp):
         jx.layer_conductance(f, layer="fc1", attribute_to_layer_input="yes")
     with pytest.raises(ValueError, match="no layer 'nope' was called"):
         jx.layer_activation(f, layer=("fc1", "nope"))(xs[0], 0)
+
+
+# --------------------------------------------------------------------------- gradient SHAP
+
+
+def test_layer_gradient_shap_at_the_input_is_gradient_shap():
+    """With the identity as the layer, the draws and the estimator are gradient_shap's."""
+    w = jnp.array([[1.0, -2.0, 0.5], [0.3, 1.0, -1.0]])
+    g = lambda x, t: jnp.tanh(x @ w.T)[t] + jnp.sum(x ** 2)
+    refs = jax.random.normal(jax.random.key(0), (4, 3))
+    x, key = jnp.array([0.5, -1.0, 2.0]), jax.random.key(3)
+    for kw in (dict(), dict(sigma=0.2, samples=7, batch_size=3), dict(multiply_by_inputs=False)):
+        ours = jx.layer_gradient_shap(features=lambda v: v, head=g, baselines=refs, **kw)(x, 1, key=key)
+        ref = jx.gradient_shap(g, baselines=refs, **kw)(x, 1, key=key)
+        np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
+
+
+def test_layer_gradient_shap_expectation_is_internal_influence_times_the_change(mlp):
+    """One baseline, no noise: E_alpha[dF/dA(b + alpha (x - b))] is internal influence."""
+    _, _, f, _, xs = mlp
+    b = 0.5 * xs[1]
+    ex = jx.layer_gradient_shap(f, layer="fc2", baselines=b[None], samples=20000)
+    got = ex(xs[0], 2, key=jax.random.key(1))
+    infl = jx.internal_influence(f, layer="fc2", baseline=b, steps=64)(xs[0], 2)
+    act = jx.layer_activation(f, layer="fc2")
+    np.testing.assert_allclose(got, (act(xs[0], 2) - act(b, 2)) * infl, rtol=2e-2, atol=2e-3 * float(jnp.abs(got).max()))
+
+
+def test_neuron_gradient_shap_is_gradient_shap_of_the_unit(mlp):
+    _, _, f, _, xs = mlp
+    refs, key = xs[2:6], jax.random.key(4)
+    ex = jx.neuron_gradient_shap(f, layer="fc2", neuron=(0, 1), baselines=refs, sigma=0.1)
+    unit = lambda x: jx.layer_activation(f, layer="fc2")(x, 0)[0, 1]
+    ref = jx.gradient_shap(unit, baselines=refs, sigma=0.1)(xs[0], key=key)
+    np.testing.assert_allclose(ex(xs[0], 0, key=key), ref, rtol=1e-6)
+    assert ex.method == "neuron_gradient_shap" and ex.options["samples"] == 5
+    with pytest.raises(ValueError, match="jaxplain.neuron_gradient_shap: baselines is empty"):
+        jx.neuron_gradient_shap(f, layer="fc2", neuron=(0, 1), baselines=[])
+    with pytest.raises(TypeError, match="key"):
+        ex(xs[0], 0)
+    with pytest.raises(ValueError, match="samples"):
+        jx.layer_gradient_shap(f, layer="fc2", baselines=refs, samples=0)
