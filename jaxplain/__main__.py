@@ -61,6 +61,10 @@ GALLERY = {
         Entry("neuron gradient", lambda f, ctx: jx.neuron_gradient(f, layer=_LAYER, neuron=_NEURON)),
         Entry("neuron IG", lambda f, ctx: jx.neuron_integrated_gradients(f, layer=_LAYER, neuron=_NEURON, steps=16)),
         Entry("neuron conductance", lambda f, ctx: jx.neuron_conductance(f, layer=_LAYER, neuron=_NEURON, steps=16)),
+        Entry("layer gradient shap", lambda f, ctx: jx.layer_gradient_shap(f, layer=_LAYER, baselines=ctx["references"]), _channel_sum),
+        Entry("neuron gradient shap", lambda f, ctx: jx.neuron_gradient_shap(f, layer=_LAYER, neuron=_NEURON, baselines=ctx["references"])),
+        Entry("neuron guided backprop", lambda f, ctx: jx.neuron_guided_backprop(f, layer=_LAYER, neuron=_NEURON)),
+        Entry("neuron deconvnet", lambda f, ctx: jx.neuron_deconvnet(f, layer=_LAYER, neuron=_NEURON)),
     ],
     "cam": [
         Entry("CAM", lambda f, ctx: jx.cam(f, layer=_FEATURES)),
@@ -81,6 +85,11 @@ GALLERY = {
             types={"conv": jx.rules.gamma, "dense": jx.rules.epsilon}, first=jx.rules.wsquare))),
         Entry("DeepLIFT", lambda f, ctx: jx.deeplift(f, baseline=0.0)),
         Entry("DeepLIFT-SHAP", lambda f, ctx: jx.deeplift_shap(f, baselines=ctx["references"][:16])),
+        Entry("layer LRP", lambda f, ctx: jx.layer_lrp(f, layer=_LAYER), _channel_sum),
+        Entry("layer DeepLIFT", lambda f, ctx: jx.layer_deeplift(f, layer=_LAYER), _channel_sum),
+        Entry("layer DeepLIFT-SHAP", lambda f, ctx: jx.layer_deeplift_shap(f, layer=_LAYER, baselines=ctx["references"][:8]), _channel_sum),
+        Entry("neuron DeepLIFT", lambda f, ctx: jx.neuron_deeplift(f, layer=_LAYER, neuron=_NEURON)),
+        Entry("neuron DeepLIFT-SHAP", lambda f, ctx: jx.neuron_deeplift_shap(f, layer=_LAYER, neuron=_NEURON, baselines=ctx["references"][:8])),
     ],
 }
 
