@@ -81,3 +81,29 @@ def test_products_of_two_x_dependent_values_and_control_flow_are_other():
     assert "2 of its inputs depend on x" in other.what
     _, scope = _scope(lambda x: lax.cond(True, jnp.sin, jnp.cos, x).sum(), jnp.ones(3))
     assert any(op.cls == "other" and "control flow" in op.what for op in scope.ops)
+
+
+def test_a_softmax_is_one_operation_when_asked_for():
+    w = jnp.ones((3, 4))
+    f = lambda x: jnp.sum(jax.nn.softmax((x @ w).reshape(2, 2), axis=-1) * jnp.arange(4.0).reshape(2, 2))
+    jaxpr = _jaxpr(f, jnp.ones(3))
+    plain = A.analyze(jaxpr, [True], None, {})
+    assert not any(op.cls == "softmax" for op in plain.ops)  # DeepLIFT and the others: the parts
+    scope = A.analyze(jaxpr, [True], None, {}, softmax=True)
+    (group,) = [op.detail for op in scope.ops if op.cls == "softmax"]
+    names = [jaxpr.eqns[i].primitive.name for i in group.members]
+    assert sorted(names) == sorted(["reduce_max", "max", "broadcast_in_dim", "stop_gradient", "sub",
+                                    "exp", "reduce_sum", "broadcast_in_dim", "div"])
+    assert group.axes == (1,) and group.input is jaxpr.eqns[group.members[0]].invars[0]
+    assert all(scope.ops[i].cls == "deferred" for i in group.members[:-1])
+    # written by hand without the shift: also a softmax
+    hand = lambda x: (lambda e: jnp.sum(e / jnp.sum(e) * jnp.arange(4.0)))(jnp.exp(x @ w))
+    assert any(op.cls == "softmax" for op in _scope_softmax(hand, jnp.ones(3)).ops)
+    # exp(c) read outside the division: not a softmax (its parts keep their classes)
+    leak = lambda x: (lambda e: jnp.sum(e / jnp.sum(e)) + jnp.sum(e))(jnp.exp(x @ w))
+    assert not any(op.cls == "softmax" for op in _scope_softmax(leak, jnp.ones(3)).ops)
+
+
+def _scope_softmax(f, *args):
+    jaxpr = _jaxpr(f, *args)
+    return A.analyze(jaxpr, [True] + [False] * (len(jaxpr.invars) - 1), None, {}, softmax=True)

@@ -269,3 +269,48 @@ def test_rules_by_primitive_name_do_not_reach_activation_regions():
     plain = jx.lrp(f, rules=jx.rules.epsilon)(x)
     named = jx.lrp(f, rules=jx.composites.custom(default=jx.rules.epsilon, types={"mul": jx.rules.gradient}))(x)
     np.testing.assert_allclose(named, plain, rtol=1e-6)
+
+
+def test_a_softmax_needs_a_rule_and_pass_through_hands_relevance_on_unchanged(x64):
+    rng = np.random.default_rng(0)
+    w1, w2 = jnp.asarray(rng.normal(size=(4, 5))), jnp.asarray(rng.normal(size=5))
+    f = lambda x: jax.nn.softmax(x @ w1) @ w2
+    x = jnp.asarray(rng.normal(size=4))
+    with pytest.raises(jx._lrp.propagate.LRPError, match=r"no LRP rule for the softmax.*pass_through"):
+        jx.lrp(f, rules=jx.rules.zero)(x)
+    ours = jx.lrp(f, rules=jx.composites.custom(types={"softmax": jx.rules.pass_through},
+                                                 default=jx.rules.zero))(x)
+    z = x @ w1
+    r_out = jax.nn.softmax(z) * w2  # LRP-0 at the bias-free head: s_j w2_j
+    want = x[:, None] * w1 * (r_out / z)[None, :]  # LRP-0 at the first layer, from R_z = R_out
+    np.testing.assert_allclose(ours, want.sum(1), rtol=1e-10)
+    grad = jx.lrp(f, rules=jx.composites.custom(types={"softmax": jx.rules.gradient},
+                                                 default=jx.rules.zero))(x)
+    assert not np.allclose(grad, ours)
+
+
+def test_a_softmax_rule_by_module_path():
+    class Probs(nn.Module):
+        @nn.compact
+        def __call__(self, h):
+            return jax.nn.softmax(h, axis=-1)
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            a = Probs(name="probs")(nn.Dense(5, name="fc")(x))
+            b = jax.nn.softmax(nn.Dense(5, name="fc2")(x), axis=-1)
+            return nn.Dense(2, name="out")(a * 2.0 + b)
+
+    model = Net()
+    v = model.init(jax.random.key(0), jnp.zeros((1, 3)))
+    f = lambda x, t: model.apply(v, x[None])[0, t]
+    x = jnp.array([0.3, -1.0, 2.0])
+    by_path = jx.composites.custom(paths={"probs": jx.rules.pass_through}, types={"softmax": jx.rules.gradient},
+                                   default=jx.rules.epsilon)
+    by_type = jx.composites.custom(types={"softmax": jx.rules.gradient}, default=jx.rules.epsilon)
+    r_path, r_type = jx.lrp(f, rules=by_path)(x, 1), jx.lrp(f, rules=by_type)(x, 1)
+    assert not np.allclose(r_path, r_type)  # the path's rule reached the softmax in "probs" only
+    with pytest.raises(jx._lrp.propagate.LRPError, match="softmax"):
+        jx.lrp(f, rules=jx.composites.custom(paths={"probs": jx.rules.pass_through},
+                                             default=jx.rules.epsilon))(x, 1)  # fc2's softmax has none

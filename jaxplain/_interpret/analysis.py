@@ -235,13 +235,22 @@ class Mean(NamedTuple):
     k: int
 
 
+class Softmax(NamedTuple):
+    """``exp(c - max c) / sum(exp(c - max c))`` over ``axes`` (or without the shift), spelled by
+    the equations ``members`` (indices, in program order; the last is the division)."""
+
+    members: tuple
+    input: Any
+    axes: tuple
+
+
 class Op(NamedTuple):
     """The class of one equation, for the interpreter.
 
-    ``cls`` is one of ``"deferred"`` (computed with its layer, mean or region), ``"const"`` (no
-    input depends on x), ``"flag"`` (no floating output), ``"layer"``, ``"mean"``, ``"call"``,
-    ``"structural"``, ``"sum"``, ``"avg_pool"``, ``"max_pool"`` or ``"other"`` (``what`` says
-    why)."""
+    ``cls`` is one of ``"deferred"`` (computed with its layer, mean, region or softmax),
+    ``"const"`` (no input depends on x), ``"flag"`` (no floating output), ``"layer"``, ``"mean"``,
+    ``"call"``, ``"structural"``, ``"sum"``, ``"avg_pool"``, ``"max_pool"``, ``"softmax"`` (only
+    when asked for: :func:`analyze`'s ``softmax``) or ``"other"`` (``what`` says why)."""
 
     cls: str
     detail: Any = None
@@ -259,10 +268,13 @@ class Scope(NamedTuple):
     calls: dict  # eqn index -> the Scope of its body
 
 
-def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: dict) -> Scope:
+def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: dict, *,
+            softmax: bool = False) -> Scope:
     """Classifies every equation of ``jaxpr``; ``active_in`` marks the inputs computed from x,
-    ``nonneg_in`` those known to be >= 0. Calls are analyzed too (``memo`` caches bodies)."""
-    key = ("scope", id(jaxpr), tuple(active_in), tuple(nonneg_in or ()))
+    ``nonneg_in`` those known to be >= 0. Calls are analyzed too (``memo`` caches bodies). With
+    ``softmax``, each softmax (as ``jax.nn.softmax`` spells it: a max shift, ``exp``, a sum and a
+    division) is one operation of class ``"softmax"`` instead of its parts."""
+    key = ("scope", id(jaxpr), tuple(active_in), tuple(nonneg_in or ()), softmax)
     if key in memo:
         return memo[key][1]
     active = dependents(jaxpr, active_in, floats=True)
@@ -276,6 +288,8 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     consumers = readers(jaxpr)
     outs = {v for v in jaxpr.outvars if P.is_var(v)}
     producer = {o: i for i, eqn in enumerate(jaxpr.eqns) for o in eqn.outvars}
+    softmaxes = _softmaxes(jaxpr, active, consumers, producer, outs) if softmax else {}
+    grouped = {j for g in softmaxes.values() for j in g.members}
 
     def join_region(eqn, i, ins, flag_in, out, as_flag):
         roots = {root.get(v, v) for v, a in zip(eqn.invars, ins) if a}
@@ -287,6 +301,8 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
                 flags.add(out)
 
     for i, eqn in enumerate(jaxpr.eqns):
+        if i in grouped:
+            continue
         ins = [P.is_var(v) and v in active for v in eqn.invars]
         # comparisons of a region's values (the predicate of a jnp.where) belong to the region:
         # DeepLIFT recomputes the whole region at the baseline, predicates included
@@ -336,7 +352,10 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
         ins = [P.is_var(v) and v in active for v in eqn.invars]
         name = eqn.primitive.name
         n_act = sum(ins)
-        if i in fuse or i in skip or (eqn.outvars and eqn.outvars[0] in root):
+        if i in softmaxes:
+            op = Op("softmax", softmaxes[i])
+            nonneg.update(eqn.outvars)
+        elif i in grouped or i in fuse or i in skip or (eqn.outvars and eqn.outvars[0] in root):
             op = Op("deferred")
         elif not any(ins):
             op = Op("const")
@@ -357,7 +376,8 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
                 nonneg.update(eqn.outvars)
         elif (name in ENTERED and P.sub_jaxpr(eqn) is not None) or name in P.REMAT:
             sub = P.open_jaxpr(P.sub_jaxpr(eqn))
-            inner = analyze(sub, ins, [P.is_var(v) and v in nonneg for v in eqn.invars], memo)
+            inner = analyze(sub, ins, [P.is_var(v) and v in nonneg for v in eqn.invars], memo,
+                            softmax=softmax)
             calls[i] = inner
             nonneg.update(o for o, v in zip(eqn.outvars, sub.outvars) if P.is_var(v) and v in inner.nonneg)
             op = Op("call", inner)
@@ -398,6 +418,61 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     scope = Scope(frozenset(active), tuple(ops), regions, frozenset(flags), frozenset(nonneg), calls)
     memo[key] = (jaxpr, scope)  # keeps the jaxpr alive, so its id is not reused
     return scope
+
+
+_SHAPES = frozenset("broadcast_in_dim reshape expand_dims".split())
+
+
+def _softmaxes(jaxpr, active, consumers, producer, outs) -> dict:
+    """Division index -> :class:`Softmax`, for each ``e / sum(e)`` with ``e = exp(c - shift)``
+    (``shift`` a maximum of ``c``, through broadcasts and ``stop_gradient``, or no shift) whose
+    intermediate values are read by nothing else."""
+    eqns = jaxpr.eqns
+
+    def made_by(v, name):
+        j = producer.get(v) if P.is_var(v) else None
+        return j if j is not None and eqns[j].primitive.name == name else None
+
+    def through_shapes(v, extra=()):
+        chain = []
+        j = producer.get(v) if P.is_var(v) else None
+        while j is not None and eqns[j].primitive.name in _SHAPES | frozenset(extra):
+            chain.append(j)
+            v = next(w for w in eqns[j].invars if P.is_var(w))
+            j = producer.get(v)
+        return v, chain
+
+    found = {}
+    for i, eqn in enumerate(eqns):
+        if eqn.primitive.name != "div" or not all(P.is_var(v) and v in active for v in eqn.invars):
+            continue
+        num, den = eqn.invars
+        e = made_by(num, "exp")
+        total, chain = through_shapes(den)
+        j = made_by(total, "reduce_sum")
+        if e is None or j is None or eqns[j].invars[0] is not num:
+            continue
+        axes = tuple(eqns[j].params["axes"])
+        members = [e, j, *chain, i]
+        c = eqns[e].invars[0]
+        d = made_by(c, "sub")
+        if d is not None:
+            a, shift = eqns[d].invars
+            m, shift_chain = through_shapes(shift, ("stop_gradient", "max"))
+            r = made_by(m, "reduce_max")
+            maxes_ok = all(eqns[q].primitive.name != "max" or not all(P.is_var(w) for w in eqns[q].invars)
+                           for q in shift_chain)
+            if r is not None and eqns[r].invars[0] is a and maxes_ok and tuple(eqns[r].params["axes"]) == axes:
+                c, members = a, members + [d, r, *shift_chain]
+        group = set(members)
+        made = {o for q in group for o in eqns[q].outvars}
+        if any(  # each intermediate read only inside, each operand c, a literal or an intermediate
+            o in outs or any(u not in group for u in consumers.get(o, []))
+            for q in group if q != i for o in eqns[q].outvars
+        ) or any(P.is_var(w) and w is not c and w not in made for q in group for w in eqns[q].invars):
+            continue
+        found[i] = Softmax(tuple(sorted(group)), c, axes)
+    return found
 
 
 def _fuse_bias(jaxpr, i, k, consumers, outs, active) -> Layer:

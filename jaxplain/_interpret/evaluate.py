@@ -33,7 +33,7 @@ class Site(NamedTuple):
 
     Attributes:
       kind: ``"dense"``, ``"conv"``, ``"activation"``, ``"affine"``, ``"sum"``, ``"avg_pool"``,
-        ``"max_pool"`` or ``"other"``.
+        ``"max_pool"``, ``"softmax"`` or ``"other"``.
       eqn: the equation (for a region, its last; for a mean, its sum or pooling window).
       path: its module path (``""`` if none), as :func:`jaxplain.layers` names modules.
       index: its place among the sites of its hook (layers, regions, ops), in evaluation order.
@@ -183,6 +183,8 @@ def _evaluate(run: _Run, jaxpr, consts, args, scope: A.Scope, prefix: str = "") 
                              P.name_stack(prefix, eqn))
         elif cls == "structural":
             outs = P.bind(eqn, [read(v) for v in eqn.invars])
+        elif cls == "softmax":
+            outs = _softmax(run, eqns, op.detail, read, prefix, count("op"))
         else:  # sum, avg_pool, max_pool, other
             invals = [read(v) for v in eqn.invars]
             active = [P.is_var(v) and v in scope.active for v in eqn.invars]
@@ -215,6 +217,20 @@ def _layer(run, eqns, layer: A.Layer, read, plain, scope, prefix, index):
     return run.hooks.layer(site, lin, xv, wv, bv)
 
 
+def _softmax(run, eqns, group: A.Softmax, read, prefix, index):
+    members = [eqns[j] for j in group.members]
+
+    def softmax(c):
+        local = {group.input: c}
+        for e in members:
+            local.update(zip(e.outvars, P.bind(e, [local[w] if P.is_var(w) else w.val for w in e.invars])))
+        return [local[members[-1].outvars[0]]]
+
+    last = members[-1]
+    site = Site("softmax", last, P.module_path(prefix, last), index, what="a softmax")
+    return run.hooks.op(site, softmax, [read(group.input)], [True])
+
+
 def _mean(run, eqn, red, k, read, plain, scope, prefix, count):
     red_ins = [P.is_var(v) and v in scope.active for v in red.invars]
     args = [read(v) for v in red.invars] + [plain(eqn.invars[1 - k])]
@@ -236,10 +252,11 @@ class Program(NamedTuple):
 
     traced: P.Traced
     memo: dict
+    softmax: bool = False  # softmaxes as single operations (see analysis.analyze)
 
     def scope(self) -> A.Scope:
         closed = self.traced.closed
-        return A.analyze(closed.jaxpr, self.traced.x_mask, None, self.memo)
+        return A.analyze(closed.jaxpr, self.traced.x_mask, None, self.memo, softmax=self.softmax)
 
     def run(self, hooks: Hooks) -> Callable:
         """A function of ``x``'s leaves giving ``f``'s output evaluated with ``hooks``; everything
@@ -280,6 +297,8 @@ def _walk(jaxpr, scope: A.Scope, prefix: str, layers: list | None, paths: list |
             paths.append(P.module_path(prefix, eqn))
 
 
-def program(f: Callable, x: Any, args: tuple = (), kwargs: dict | None = None) -> Program:
-    """Traces ``f(x, *args, **kwargs)`` for the interpreter."""
-    return Program(P.trace(f, x, args, kwargs, named=True), {})
+def program(f: Callable, x: Any, args: tuple = (), kwargs: dict | None = None, *,
+            softmax: bool = False) -> Program:
+    """Traces ``f(x, *args, **kwargs)`` for the interpreter; with ``softmax``, each softmax is one
+    operation (``Site.kind == "softmax"``) for the hooks."""
+    return Program(P.trace(f, x, args, kwargs, named=True), {}, softmax)

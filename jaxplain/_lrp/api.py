@@ -110,7 +110,7 @@ def relevance(method: str, f: Callable, composite: K.Composite, *, share_linear:
     f_checked = _checks.scalar_output(method, f)
 
     def core(x, *args, **kwargs):
-        program = interpret(f_checked, x, args, kwargs)
+        program = interpret(f_checked, x, args, kwargs, softmax=True)
         return propagate(method, program, composite, x, share_linear=share_linear)[1]
 
     return core

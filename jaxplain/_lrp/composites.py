@@ -12,13 +12,17 @@ kind           operations                                                       
 ``sum``        ``a + b`` of two inputs (residual additions), ``reduce_sum``     ``norm``
 ``avg_pool``   ``reduce_window`` sums (average pooling)                          ``norm``
 ``max_pool``   ``reduce_window`` / ``reduce_max`` maxima                         ``gradient``
+``softmax``    ``jax.nn.softmax`` (its max shift, ``exp``, sum and division)     none: give one
 =============  ===============================================================  ================
 
 Reshapes, transposes, slices, padding, broadcasts, concatenations and type casts move relevance
 with their ordinary backward pass. A dense or convolution layer's bias is the constant added to its
 output right after it. Any other operation that touches ``x`` (e.g. a product of two
 ``x``-dependent values) needs a rule given by its primitive name, e.g. ``types={"mul":
-jx.rules.gradient}``, or ``lrp`` raises an error naming it.
+jx.rules.gradient}``, or ``lrp`` raises an error naming it. A softmax has no default either:
+``types={"softmax": jx.rules.pass_through}`` is Zennit's ``Pass`` on a softmax module (the
+relevance goes through unchanged), ``jx.rules.gradient`` its ordinary backward pass; by module path
+(``paths={"attn/probs": jx.rules.pass_through}``) for one softmax only.
 
 A :class:`Composite` picks the rule of each layer, first match wins: ``paths`` (the Flax module
 path, shell patterns such as ``"stage1/*"``; a layer rule given by path reaches the dense and
@@ -58,7 +62,7 @@ __all__ = [
     "KINDS",
 ]
 
-KINDS = ("dense", "conv", "activation", "affine", "sum", "avg_pool", "max_pool")
+KINDS = ("dense", "conv", "activation", "affine", "sum", "avg_pool", "max_pool", "softmax")
 LAYER_KINDS = ("dense", "conv")
 
 DEFAULTS: dict[str, R.Rule] = {

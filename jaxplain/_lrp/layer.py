@@ -79,9 +79,9 @@ def layer_lrp(
 
     def core(x, *args, **kwargs):
         sp.check_independent(x, args, kwargs)
-        network = interpret(whole, x, args, kwargs).layers()
+        network = interpret(whole, x, args, kwargs, softmax=True).layers()
         a = sp.activation(x, *args, **kwargs)
-        program = interpret(upper, (a, x), args, kwargs)
+        program = interpret(upper, (a, x), args, kwargs, softmax=True)
         # the program computes the layer below as f does and then drops it (make_jaxpr keeps
         # dead code), so its layers are f's, in f's order: each keeps its place and position tags
         if program.layers() != network:

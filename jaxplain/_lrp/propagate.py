@@ -61,6 +61,14 @@ class Context(NamedTuple):
         rule = self.composite.rule_for(kind, primitive, path, position)
         where = f"{P.source(eqn)}" + (f", module {path!r}" if path else "")
         if rule is None:
+            if kind == "softmax":
+                raise LRPError(
+                    f"jaxplain.{self.method}: no LRP rule for the softmax at {where}: LRP has no "
+                    f"single answer there. Give one: rules=jaxplain.composites.custom(types="
+                    f"{{'softmax': jaxplain.rules.pass_through}}, ...) passes the relevance "
+                    f"through unchanged (Zennit's Pass), jaxplain.rules.gradient gives its ordinary "
+                    f"backward pass; paths={{...}} chooses per softmax."
+                )
             if kind in ("dense", "conv"):
                 raise LRPError(
                     f"jaxplain.{self.method}: no rule for the {kind} layer {eqn.primitive.name!r} "
@@ -146,7 +154,8 @@ class LRPHooks:
         return with_backward(_with_bias(lin), backward, [x, w] + ([] if b is None else [b]))
 
     def op(self, site: Site, fn, invals, active):
-        rule = self.ctx.rule(site.kind, site.eqn, site.path, what=site.what)
+        primitive = "softmax" if site.kind == "softmax" else None
+        rule = self.ctx.rule(site.kind, site.eqn, site.path, what=site.what, primitive=primitive)
         return apply_op_rule(self.ctx, rule, site.eqn, fn, invals, active)
 
 

@@ -389,3 +389,37 @@ def test_layer_lrp_at_conv3_matches_zennit(cnn, composite):
     theirs = _zennit_layer_relevance(cnn["module"], cnn["module"].conv3, theirs_rules, xs,
                                      CNN_TARGETS, 10)
     close(ours, theirs)
+
+
+# ---------------------------------------------------------------------------- a softmax inside
+
+
+@pytest.mark.parametrize("rule", ["pass", "gradient"])
+def test_softmax_rules_match_zennit(rule):
+    """Linear -> Softmax -> Linear: Zennit's Pass on the softmax module (relevance through
+    unchanged), and no rule there (its ordinary gradient), against types={"softmax": ...}."""
+    from torch import nn
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import Epsilon, Pass
+
+    rng = np.random.default_rng(3)
+    w1, b1 = rng.normal(size=(6, 5)).astype(np.float32), rng.normal(size=5).astype(np.float32)
+    w2, b2 = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)
+    f = lambda x, t: (jax.nn.softmax(x @ w1 + b1) @ w2 + b2)[t]
+
+    lin1, lin2 = nn.Linear(6, 5), nn.Linear(5, 3)
+    with torch.no_grad():
+        for lin, w, b in ((lin1, w1, b1), (lin2, w2, b2)):
+            lin.weight.copy_(torch.from_numpy(w.T.copy()))
+            lin.bias.copy_(torch.from_numpy(b))
+    module = nn.Sequential(lin1, nn.Softmax(dim=1), lin2).eval()
+    mapping = [(nn.Linear, Epsilon())] + ([(nn.Softmax, Pass())] if rule == "pass" else [])
+    xs = rng.normal(size=(4, 6)).astype(np.float32)
+    ts = np.array([0, 1, 2, 1])
+    x = torch.from_numpy(xs).requires_grad_(True)
+    with Gradient(model=module, composite=LayerMapComposite(mapping)) as attributor:
+        _, theirs = attributor(x, lambda out: out * torch.eye(3)[torch.from_numpy(ts)])
+    ours_rule = jx.rules.pass_through if rule == "pass" else jx.rules.gradient
+    composite = jx.composites.custom(types={"softmax": ours_rule}, default=jx.rules.epsilon)
+    ours = jax.vmap(jx.lrp(f, rules=composite))(jnp.asarray(xs), jnp.asarray(ts))
+    close(ours, theirs.detach().numpy())
