@@ -221,6 +221,7 @@ def internal_influence(
     method: str = "gausslegendre",
     batch_size: int | None = None,
     attribute_to_layer_input: bool = False,
+    return_delta: bool = False,
 ) -> Explainer:
     """Internal (distributional) influence of a layer's units (Captum's ``InternalInfluence``).
 
@@ -235,6 +236,11 @@ def internal_influence(
       ``jnp.mean(jax.vmap(explainer)(xs, ts), axis=0)`` (with ``baseline=x`` itself, ``steps=1``
       gives the plain gradient at each example).
 
+    Influence is a gradient, not a share of ``f(x) - f(b)``; ``return_delta=True`` also returns
+    how far it is from one, ``sum((A(x) - A(b)) * influence) - (f(x) - f(b))``: zero when the
+    layer moves linearly along the path (e.g. an affine first layer), where
+    ``(A(x) - A(b)) * influence`` is layer integrated gradients.
+
     Example:
       >>> import jax.numpy as jnp, jaxplain as jx
       >>> ex = jx.internal_influence(features=lambda x: 2 * x, head=lambda a: jnp.sum(a ** 2))
@@ -248,14 +254,23 @@ def internal_influence(
     name = "internal_influence"
     sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
     opts = _path_options(name, baseline, steps, method, batch_size)
+    return_delta = _checks.check_bool(name, "return_delta", return_delta)
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path(name, baseline, x)
         layer_grad = lambda point: _taps.layer_gradient(sp, point, args, kwargs)[1]
-        return _paths.path_integral(layer_grad, path, opts.alphas, opts.weights, batch_size=opts.batch_size)
+        influence = _paths.path_integral(layer_grad, path, opts.alphas, opts.weights,
+                                         batch_size=opts.batch_size)
+        if not return_delta:
+            return influence
+        (out_x, a_x), (out_b, a_b) = (sp.forward(p, None, *args, **kwargs) for p in (x, path.start))
+        moved = _tmap(lambda p, q, g: (p - q) * g, a_x, a_b, influence)
+        return influence, _paths.tree_total(moved) - (out_x - out_b)
 
     options = dict(layer=layer, baseline=baseline, steps=opts.steps, method=opts.method,
                    batch_size=opts.batch_size)
+    if return_delta:
+        options["return_delta"] = True
     return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))
 
 

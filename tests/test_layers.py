@@ -381,3 +381,18 @@ def test_neuron_gradient_shap_is_gradient_shap_of_the_unit(mlp):
         ex(xs[0], 0)
     with pytest.raises(ValueError, match="samples"):
         jx.layer_gradient_shap(f, layer="fc2", baselines=refs, samples=0)
+
+
+def test_internal_influence_return_delta(mlp):
+    """At an affine first layer, (A(x) - A(b)) * influence is layer IG, so the delta is IG's
+    completeness gap (~0); deeper, it reports how far influence is from a share of f(x) - f(b)."""
+    _, _, f, _, xs = mlp
+    infl, delta = jx.internal_influence(f, layer="fc1", steps=64, return_delta=True)(xs[0], 2)
+    np.testing.assert_allclose(infl, jx.internal_influence(f, layer="fc1", steps=64)(xs[0], 2))
+    assert abs(float(delta)) < 1e-4
+    x = 6.0 * xs[0]  # far along softplus's curve: fc2 moves non-linearly
+    infl, delta = jx.internal_influence(f, layer="fc2", steps=64, return_delta=True)(x, 2)
+    act = jx.layer_activation(f, layer="fc2")
+    moved = float(jnp.sum((act(x, 2) - act(jnp.zeros(4), 2)) * infl))
+    np.testing.assert_allclose(float(delta), moved - float(f(x, 2) - f(jnp.zeros(4), 2)), rtol=1e-4, atol=1e-6)
+    assert abs(float(delta)) > 1e-3  # against ~1e-6 at fc1
