@@ -165,12 +165,14 @@ def _grad_cam_pp_weights(a, g):
     return jnp.sum(alpha * jax.nn.relu(g), axis=(0, 1))
 
 
-def _options(name, f, layer, features, head, upsample, relu):
+def _options(name, f, layer, features, head, upsample, relu, layer_input=False):
     upsample = _checks.check_bool(name, "upsample", upsample)
     relu = _checks.check_bool(name, "relu", relu)
-    sp = _taps.split(name, f, layer, features, head, many=False)
+    sp = _taps.split(name, f, layer, features, head, layer_input=layer_input, many=False)
     options = dict(layer=layer) if f is not None else dict(features=features, head=head)
     options.update(upsample=upsample, relu=relu)
+    if layer_input:
+        options["attribute_to_layer_input"] = True
     return sp, upsample, relu, options
 
 
@@ -193,6 +195,7 @@ def grad_cam(
     upsample: bool = True,
     relu: bool = True,
     attr_dim_summation: bool = True,
+    attribute_to_layer_input: bool = False,
 ) -> Explainer:
     """Grad-CAM: the layer's channels weighted by the spatial mean of ``dF/dA``.
 
@@ -219,6 +222,8 @@ def grad_cam(
       relu: keep only the positive evidence, as in the paper.
       attr_dim_summation: sum the weighted channels into one map (the paper); if false, keep one
         map per channel, ``alpha_k A_k`` with the channel axis last (Captum's option).
+      attribute_to_layer_input: weight the channels of the module's first positional input
+        instead of its output (Captum's option).
 
     Returns:
       ``explain(x, *args)`` returning the map, ``(H, W)`` (or ``(h, w)`` without ``upsample``;
@@ -244,7 +249,8 @@ def grad_cam(
       from Deep Networks via Gradient-based Localization", ICCV.
     """
     name = "grad_cam"
-    sp, upsample, relu, options = _options(name, f, layer, features, head, upsample, relu)
+    sp, upsample, relu, options = _options(name, f, layer, features, head, upsample, relu,
+                                           attribute_to_layer_input)
     summed = _checks.check_bool(name, "attr_dim_summation", attr_dim_summation)
     if not summed:
         options["attr_dim_summation"] = False

@@ -283,3 +283,16 @@ def test_neuron_modified_relu_backprop_matches_captum(gap, cnn, ours, theirs):
         gap["x_t"], neuron_selector=(1, 2, 2), attribute_to_neuron_input=True)
     ex = ours(gap["f"], layer="block3/conv", neuron=(0, 2, 2, 1), attribute_to_layer_input=True)
     _close(_batch(ex, gap), _nhwc(ref))
+
+
+def test_grad_cam_at_a_layer_input_matches_layer_grad_cam(gap):
+    """conv3's input (the pooled ReLU maps of block2), Captum's attribute_to_layer_input."""
+    tm = gap["torch"]
+    theirs = LayerGradCam(tm, tm.conv3).attribute(gap["x_t"], target=torch.tensor(gap["ts"]),
+                                                   attribute_to_layer_input=True)
+    ex = jx.grad_cam(gap["f"], layer="block3/conv", relu=False, upsample=False, attribute_to_layer_input=True)
+    assert ex.options["attribute_to_layer_input"] is True
+    ours = _batch(ex, gap)
+    _close(ours, theirs.detach().numpy()[:, 0])
+    assert ours.shape[1:] == (6, 6) and not np.allclose(
+        ours, _batch(jx.grad_cam(gap["f"], layer="block3/conv", relu=False, upsample=False), gap))
