@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxplain import _checks, _paths, _taps
 from jaxplain._contract import Explainer, make_explainer
 from jaxplain._interpret import Plain, first, interpret, with_backward
+from jaxplain._interpret import program as P
 
 __all__ = [
     "deeplift",
@@ -40,12 +41,17 @@ def _is_max_pool(site, active) -> bool:
     return site.kind == "max_pool" and sum(active) == 1
 
 
+OTHER = ("raise", "gradient")
+
+
 class _Record(Plain):
     """Evaluates the program unchanged, recording each activation region's and max pooling's
-    input by its site."""
+    input by its site; an operation the rescale rule has no answer for raises, unless
+    ``other="gradient"``."""
 
-    def __init__(self):
+    def __init__(self, method: str = "deeplift", other: str = "raise"):
         self.inputs: dict = {}
+        self.method, self.other = method, other
 
     def region(self, site, g, root, consts):
         if site.kind == "activation":
@@ -55,6 +61,18 @@ class _Record(Plain):
     def op(self, site, fn, invals, active):
         if _is_max_pool(site, active):
             self.inputs["op", site.index] = invals[active.index(True)]
+        if site.kind == "other" and self.other == "raise":
+            where = P.source(site.eqn) + (f", module {site.path!r}" if site.path else "")
+            raise ValueError(
+                f"jaxplain.{self.method}: DeepLIFT's rescale rule has no answer for the operation "
+                f"{site.eqn.primitive.name!r} ({where}): {site.what}. Its ordinary gradient "
+                f"(Captum's choice) breaks summation-to-delta, so the attributions would not sum "
+                f"to f(x) - f(baseline). This is what attention (a product of two x-dependent "
+                f"values, a softmax's division), normalization (LayerNorm) and control flow look "
+                f"like. Use integrated gradients or jaxplain.lrp (jaxplain.composites for "
+                f"Transformers) there, or pass other='gradient' to accept the ordinary gradient "
+                f"for such operations and check the sum with return_delta."
+            )
         return fn(*invals)
 
 
@@ -115,13 +133,14 @@ class _Rescale(Plain):
         return [with_backward(lambda x, x_ref, *cs: pool(x, *cs), backward, [invals[k], ref, *others])]
 
 
-def multipliers(method: str, f: Callable) -> Callable:
+def multipliers(method: str, f: Callable, other: str = "raise") -> Callable:
     """``m(x, baseline, *args)``: DeepLIFT's multipliers ``d f / d x`` under the rescale rule."""
     f_checked = _checks.scalar_output(method, f)
+    other = _checks.check_choice(method, "other", other, OTHER)
 
     def m(x, baseline, *args, **kwargs):
         program = interpret(f_checked, x, args, kwargs)
-        record = _Record()
+        record = _Record(method, other)
         program.run(record)(jax.tree_util.tree_leaves(baseline))
         leaves, tree = jax.tree_util.tree_flatten(x)
         y, vjp = jax.vjp(program.run(_Rescale(record.inputs)), leaves)
@@ -131,7 +150,8 @@ def multipliers(method: str, f: Callable) -> Callable:
     return m
 
 
-def deeplift(f: Callable, *, baseline: Any = 0.0, multiply_by_inputs: bool = True) -> Explainer:
+def deeplift(f: Callable, *, baseline: Any = 0.0, multiply_by_inputs: bool = True,
+             other: str = "raise") -> Explainer:
     """DeepLIFT with the rescale rule: ``(x - baseline) * multipliers``, where each activation's
     derivative is replaced by the finite difference ``(a(x) - a(baseline)) / (x - baseline)``.
 
@@ -148,6 +168,10 @@ def deeplift(f: Callable, *, baseline: Any = 0.0, multiply_by_inputs: bool = Tru
         pytree like ``x``, or a callable ``x -> baseline``. Default 0.
       multiply_by_inputs: if false, the multipliers alone, without the factor ``(x - baseline)``
         (the "global" attribution; Captum's ``multiply_by_inputs=False``).
+      other: what to do at an operation the rescale rule has no answer for (a product of two
+        ``x``-dependent values as in attention, a softmax's or LayerNorm's division, control
+        flow): ``"raise"`` (the default: an error naming it, since its ordinary gradient breaks
+        summation-to-delta) or ``"gradient"`` (its ordinary gradient, as Captum does).
 
     Returns:
       ``explain(x, *args)`` shaped like ``x``; composes with ``jax.jit`` and ``jax.vmap``.
@@ -167,7 +191,7 @@ def deeplift(f: Callable, *, baseline: Any = 0.0, multiply_by_inputs: bool = Tru
     _checks.check_callable("deeplift", "f", f)
     _checks.check_baseline("deeplift", baseline)
     multiply = _checks.check_multiply_by_inputs("deeplift", multiply_by_inputs)
-    m = multipliers("deeplift", f)
+    m = multipliers("deeplift", f, other)
 
     def core(x, *args, **kwargs):
         path = _paths.straight_path("deeplift", baseline, x)
@@ -179,11 +203,14 @@ def deeplift(f: Callable, *, baseline: Any = 0.0, multiply_by_inputs: bool = Tru
     options = {"baseline": baseline}
     if not multiply:
         options["multiply_by_inputs"] = False
+    if other != "raise":
+        options["other"] = other
     return make_explainer("deeplift", f, core, options)
 
 
 def deeplift_shap(
-    f: Callable, *, baselines: Any, batch_size: int | None = None, multiply_by_inputs: bool = True
+    f: Callable, *, baselines: Any, batch_size: int | None = None, multiply_by_inputs: bool = True,
+    other: str = "raise",
 ) -> Explainer:
     """DeepLIFT-SHAP: DeepLIFT averaged over a set of baselines (a background distribution),
     ``mean_i (x - b_i) * multipliers(x, b_i)``.
@@ -220,7 +247,7 @@ def deeplift_shap(
     batch_size = _checks.check_batch_size("deeplift_shap", batch_size)
     multiply = _checks.check_multiply_by_inputs("deeplift_shap", multiply_by_inputs)
     fixed = None if callable(baselines) else _checks.check_reference_set("deeplift_shap", baselines)
-    m = multipliers("deeplift_shap", f)
+    m = multipliers("deeplift_shap", f, other)
 
     one = _input_attribution(m, multiply)
 
@@ -231,6 +258,8 @@ def deeplift_shap(
     options = {"baselines": baselines, "batch_size": batch_size}
     if not multiply:
         options["multiply_by_inputs"] = False
+    if other != "raise":
+        options["other"] = other
     return make_explainer("deeplift_shap", f, core, options)
 
 
@@ -285,9 +314,11 @@ def _whole(f, features, head) -> Callable:
     return lambda x, *args, **kwargs: head(features(x), *args, **kwargs)
 
 
-def _layer_options(f, layer, features, head, layer_input, multiply, **more) -> dict:
+def _layer_options(f, layer, features, head, layer_input, multiply, other="raise", **more) -> dict:
     options = dict(layer=layer) if f is not None else dict(features=features, head=head)
     options.update(more)
+    if other != "raise":
+        options["other"] = other
     if not multiply:
         options["multiply_by_inputs"] = False
     if layer_input:
@@ -305,6 +336,7 @@ def layer_deeplift(
     multiply_by_inputs: bool = True,
     attribute_to_layer_input: bool = False,
     return_delta: bool = False,
+    other: str = "raise",
 ) -> Explainer:
     """DeepLIFT at a layer (Captum's ``LayerDeepLift``): ``(A(x) - A(b)) * m``, where ``m`` are
     the rescale-rule multipliers of ``f`` with respect to the layer's output ``A`` (or its input,
@@ -334,7 +366,7 @@ def layer_deeplift(
     if return_delta and not multiply:
         raise ValueError(f"jaxplain.{name}: return_delta=True needs multiply_by_inputs=True (the "
                          f"multipliers alone do not sum to f(x) - f(baseline)).")
-    attr = _layer_attribution(name, sp, multipliers(name, _upper(sp)), multiply)
+    attr = _layer_attribution(name, sp, multipliers(name, _upper(sp), other), multiply)
     whole = _whole(f, features, head)
 
     def core(x, *args, **kwargs):
@@ -345,7 +377,7 @@ def layer_deeplift(
         gap = whole(x, *args, **kwargs) - whole(b, *args, **kwargs)
         return out, _paths.tree_total(out) - gap
 
-    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply, other,
                              baseline=baseline)
     if return_delta:
         options["return_delta"] = True
@@ -362,6 +394,7 @@ def layer_deeplift_shap(
     batch_size: int | None = None,
     multiply_by_inputs: bool = True,
     attribute_to_layer_input: bool = False,
+    other: str = "raise",
 ) -> Explainer:
     """DeepLIFT-SHAP at a layer (Captum's ``LayerDeepLiftShap``): :func:`layer_deeplift` averaged
     over a set of INPUT baselines, ``mean_i (A(x) - A(b_i)) * m_i``. ``baselines``, ``batch_size``
@@ -383,13 +416,13 @@ def layer_deeplift_shap(
     batch_size = _checks.check_batch_size(name, batch_size)
     multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
     fixed = None if callable(baselines) else _checks.check_reference_set(name, baselines)
-    attr = _layer_attribution(name, sp, multipliers(name, _upper(sp)), multiply)
+    attr = _layer_attribution(name, sp, multipliers(name, _upper(sp), other), multiply)
 
     def core(x, *args, **kwargs):
         return _over_baselines(name, baselines, fixed, batch_size, x,
                                lambda b: attr(x, b, args, kwargs))
 
-    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply, other,
                              baselines=baselines, batch_size=batch_size)
     return make_explainer(name, f if f is not None else features, core, options)
 
@@ -404,6 +437,7 @@ def neuron_deeplift(
     baseline: Any = 0.0,
     multiply_by_inputs: bool = True,
     attribute_to_layer_input: bool = False,
+    other: str = "raise",
 ) -> Explainer:
     """DeepLIFT of one internal unit (Captum's ``NeuronDeepLift``): :func:`jaxplain.deeplift` of
     ``x -> A(x)[neuron]``; its attributions sum to the unit's change ``A(x)[n] - A(b)[n]`` on
@@ -422,13 +456,13 @@ def neuron_deeplift(
     _, unit = _taps.neuron_unit(name, f, layer, features, head, neuron, layer_input=attribute_to_layer_input)
     _checks.check_baseline(name, baseline)
     multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
-    one = _input_attribution(multipliers(name, unit), multiply)
+    one = _input_attribution(multipliers(name, unit, other), multiply)
 
     def core(x, *args, **kwargs):
         b = _paths.broadcast_like(name, "baseline", baseline, x)
         return _paths.cast_like(one(x, b, args, kwargs), x)
 
-    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply, other,
                              neuron=neuron, baseline=baseline)
     return make_explainer(name, f if f is not None else features, core, options)
 
@@ -444,6 +478,7 @@ def neuron_deeplift_shap(
     batch_size: int | None = None,
     multiply_by_inputs: bool = True,
     attribute_to_layer_input: bool = False,
+    other: str = "raise",
 ) -> Explainer:
     """DeepLIFT-SHAP of one internal unit (Captum's ``NeuronDeepLiftShap``):
     :func:`jaxplain.deeplift_shap` of ``x -> A(x)[neuron]``.
@@ -463,12 +498,12 @@ def neuron_deeplift_shap(
     batch_size = _checks.check_batch_size(name, batch_size)
     multiply = _checks.check_multiply_by_inputs(name, multiply_by_inputs)
     fixed = None if callable(baselines) else _checks.check_reference_set(name, baselines)
-    one = _input_attribution(multipliers(name, unit), multiply)
+    one = _input_attribution(multipliers(name, unit, other), multiply)
 
     def core(x, *args, **kwargs):
         return _paths.cast_like(_over_baselines(name, baselines, fixed, batch_size, x,
                                                 lambda b: one(x, b, args, kwargs)), x)
 
-    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply,
+    options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply, other,
                              neuron=neuron, baselines=baselines, batch_size=batch_size)
     return make_explainer(name, f if f is not None else features, core, options)

@@ -28,7 +28,8 @@ import jax.numpy as jnp
 from jaxplain import _checks, _taps
 from jaxplain._contract import Explainer, make_explainer
 from jaxplain._interpret import program as J
-from jaxplain._interpret.analysis import relu_operand
+from jaxplain._interpret.analysis import readers, relu_operand
+from jaxplain._interpret.patterns import feeds_only_a_root
 
 __all__ = [
     "guided_backprop",
@@ -67,17 +68,31 @@ RULES: dict[str, Callable] = {
 }
 
 
+def _relus(jaxpr, memo: dict) -> frozenset:
+    """The indices of the ReLUs of ``jaxpr``: ``max(v, 0)`` spellings (see the module's notes),
+    except a clamp whose result only feeds a square root (a variance, as in Flax's LayerNorm)."""
+    key = ("relus", id(jaxpr))
+    if key not in memo:
+        consumers = readers(jaxpr)
+        memo[key] = frozenset(
+            i for i, eqn in enumerate(jaxpr.eqns)
+            if relu_operand(eqn) is not None and not feeds_only_a_root(jaxpr, i, consumers)
+        )
+    return memo[key]
+
+
 def _contains_relu(jaxpr, memo: dict) -> bool:
     key = id(jaxpr)
     if key not in memo:
         memo[key] = False  # guards against cycles; programs are acyclic, so this is never read
+        relus = _relus(jaxpr, memo)
         memo[key] = any(
-            relu_operand(eqn) is not None
+            i in relus
             or (
                 eqn.primitive.name not in J.CUSTOM
                 and any(_contains_relu(sub, memo) for sub in J.subjaxprs(eqn.params))
             )
-            for eqn in jaxpr.eqns
+            for i, eqn in enumerate(jaxpr.eqns)
         )
     return memo[key]
 
@@ -88,8 +103,10 @@ def _eval(jaxpr, consts, args, relu: Callable, memo: dict) -> list:
     def evaluate_closed(closed, inner_args):
         return _eval(J.open_jaxpr(closed), J.consts_of(closed), inner_args, relu, memo)
 
+    relus = {id(jaxpr.eqns[i]) for i in _relus(jaxpr, memo)}
+
     def step(eqn, invals):
-        k = relu_operand(eqn)
+        k = relu_operand(eqn) if id(eqn) in relus else None
         if k is not None:
             return [relu(invals[k])]
         if eqn.primitive.name in J.CUSTOM or not any(_contains_relu(s, memo) for s in J.subjaxprs(eqn.params)):

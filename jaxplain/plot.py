@@ -11,6 +11,11 @@ little. The usual recipe, followed here:
 4. draw it with a colour bar (:func:`heatmap`), on top of the image (:func:`overlay`), or for many
    images and methods at once (:func:`gallery`).
 
+Token attributions of text models are drawn as words on coloured backgrounds: in a figure
+(:func:`text_heatmap`) or as HTML (:func:`text_html`, and :func:`save_text_html` for a page of
+several rows); ``(L, D)`` scores are reduced over the embedding axis (``reduce="sum"`` or
+``"norm"``).
+
 There is no single correct choice of reduction or clipping: they change what a map seems to say,
 so the figures should say which were used. Every function accepts NumPy or JAX arrays, returns
 NumPy arrays or Matplotlib objects, never calls ``plt.show()`` and works with the ``Agg`` backend.
@@ -46,6 +51,10 @@ import numpy as np
 from scipy import ndimage
 
 from jaxplain import _checks
+from jaxplain._plot_text import TEXT_REDUCTIONS as TEXT_REDUCTIONS
+from jaxplain._plot_text import save_text_html as save_text_html
+from jaxplain._plot_text import text_heatmap as text_heatmap
+from jaxplain._plot_text import text_html as text_html
 from jaxplain._tsne.plot import scatter as scatter
 
 __all__ = [
@@ -58,6 +67,10 @@ __all__ = [
     "overlay",
     "gallery",
     "scatter",
+    "TEXT_REDUCTIONS",
+    "text_heatmap",
+    "text_html",
+    "save_text_html",
 ]
 
 REDUCTIONS = ("abs_max", "abs_sum", "sum_abs", "sum", "l2")

@@ -315,3 +315,36 @@ def test_layer_and_neuron_deeplift_errors(mlp):
         jx.layer_deeplift_shap(f, layer="fc2", baselines=[])
     with pytest.raises(ValueError, match="is computed from layer"):
         jx.layer_deeplift(f, layer=("fc1", "fc2"))(xs[0], 0)
+
+
+def test_deeplift_refuses_operations_its_rule_cannot_answer():
+    """A product of two x-dependent values (attention's q.k), a softmax's division, LayerNorm:
+    the ordinary gradient there breaks summation-to-delta, so DeepLIFT raises naming it;
+    other='gradient' accepts it (Captum's behaviour) and the gap shows."""
+    w = jnp.array([[1.0, -0.5, 0.3], [0.2, 0.8, -1.0]])
+    f = lambda x: jnp.sum((x @ w[0]) * jnp.maximum(x @ w[1], 0)) + jnp.sum(jax.nn.softmax(x @ w.T))
+    x, b = jnp.array([1.0, 2.0, -0.5]), jnp.zeros(3)
+    with pytest.raises(ValueError, match=r"no answer for the operation 'mul'.*other='gradient'"):
+        jx.deeplift(f)(x)
+    for make in (lambda **k: jx.deeplift_shap(f, baselines=b[None], **k),
+                 lambda **k: jx.layer_deeplift(features=lambda v: v @ w.T, head=lambda a: a[0] * a[1], **k)):
+        with pytest.raises(ValueError, match="rescale rule has no answer"):
+            make()(x)
+        make(other="gradient")(x)  # runs
+    attr = jx.deeplift(f, other="gradient")(x)
+    assert jx.deeplift(f, other="gradient").options["other"] == "gradient"
+    assert abs(float(attr.sum() - (f(x) - f(b)))) > 1e-3  # what the refusal protects from
+    with pytest.raises(ValueError, match="other"):
+        jx.deeplift(f, other="ignore")
+
+
+def test_deeplift_refuses_layernorm():
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(2)(nn.LayerNorm()(nn.Dense(4)(x)))
+
+    model = Net()
+    v = model.init(jax.random.key(0), jnp.zeros((1, 3)))
+    with pytest.raises(ValueError, match="rescale rule has no answer"):
+        jx.deeplift(lambda x: model.apply(v, x[None])[0, 0])(jnp.ones(3))

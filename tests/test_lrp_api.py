@@ -106,3 +106,43 @@ def test_doctests_run(module):
     result = doctest.testmod(mod)
     assert result.failed == 0
     assert result.attempted > 0
+
+
+def test_lrp_with_the_adapters_default_target_none():
+    """from_linen's target=None picks the predicted class through argmax(stop_gradient(.)):
+    LRP follows the picked logit (stop_gradient carries no relevance), also for a Dense(1) head."""
+    import flax.linen as nn
+
+    import jaxplain.flax as jxf
+
+    class Net(nn.Module):
+        out: int
+
+        @nn.compact
+        def __call__(self, x):
+            return nn.Dense(self.out)(nn.relu(nn.Dense(6)(x)))
+
+    x = jnp.array([0.5, -1.0, 2.0, 0.1])
+    for out in (3, 1):
+        model = Net(out)
+        v = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+        f = jxf.from_linen(model, v)
+        t = int(jnp.argmax(model.apply(v, x[None])[0]))
+        np.testing.assert_allclose(jx.lrp(f)(x), jx.lrp(f)(x, t), rtol=1e-6)
+        np.testing.assert_allclose(jx.deeplift(f)(x), jx.deeplift(f)(x, t), rtol=1e-6)
+
+
+def test_lrp_through_a_recurrence_points_to_the_gradient_family():
+    import flax.linen as nn
+
+    class RNN(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.RNN(nn.LSTMCell(4))(x)
+            return nn.Dense(2)(h[:, -1])
+
+    model = RNN()
+    x = jnp.ones((5, 3))
+    v = model.init(jax.random.key(0), x[None])
+    with pytest.raises(ValueError, match=r"straight-line programs.*'scan'.*integrated_gradients"):
+        jx.lrp(lambda x: model.apply(v, x[None])[0, 0])(x)

@@ -149,3 +149,27 @@ def test_neuron_variants_are_the_rule_gradient_of_the_unit():
         with pytest.raises(TypeError, match="attributes to one layer"):
             ours(f, layer=("fc1", "fc2"), neuron=(0, 1))
     assert not np.allclose(jax.vmap(jx.guided_backprop(pre))(xs), jax.vmap(jax.grad(pre))(xs))
+
+
+def test_a_layernorm_variance_clamp_is_not_a_relu():
+    """Flax's LayerNorm clamps its variance with max(0, var) before rsqrt: on a network without a
+    ReLU, guided backprop and deconvnet are the plain gradient."""
+    import flax.linen as nn
+
+    class Net(nn.Module):
+        @nn.compact
+        def __call__(self, x):
+            h = nn.LayerNorm(name="ln")(nn.Dense(6, name="fc1")(x))
+            return nn.Dense(3, name="out")(jnp.tanh(h))
+
+    model = Net()
+    v = model.init(jax.random.key(0), jnp.zeros((1, 4)))
+    f = lambda x: model.apply(v, x[None])[0, 1]
+    xs = jax.random.normal(jax.random.key(1), (5, 4))
+    jaxpr = jax.make_jaxpr(f)(xs[0])
+    assert "max" in str(jaxpr)  # the clamp is there
+    for method in (jx.guided_backprop, jx.deconvnet):
+        np.testing.assert_allclose(jax.vmap(method(f))(xs), jax.vmap(jax.grad(f))(xs), rtol=1e-6, atol=1e-7)
+    # a ReLU after the LayerNorm is still one
+    g = lambda x: model.apply(v, x[None], method=lambda m, x: m.__call__(x))[0, 1] + jnp.sum(jax.nn.relu(x) * -1.0)
+    assert not np.allclose(jx.guided_backprop(g)(xs[0]), jax.grad(g)(xs[0]))

@@ -5,6 +5,8 @@
   included);
 * :mod:`~jaxplain._interpret.analysis`: which values depend on ``x``, and the class of each
   operation (layer, elementwise region, mean, sum, pooling, maximum, shape-only, other);
+* :mod:`~jaxplain._interpret.patterns`: functions recognised by their spelling (softmax, a
+  variance clamp);
 * :mod:`~jaxplain._interpret.evaluate`: the program re-evaluated with a hook per class (LRP's
   rules, DeepLIFT's rescale rule) through ``jax.custom_vjp``;
 * :mod:`~jaxplain._interpret.affine`: ``f`` split at its affine input layer (path methods).
@@ -15,6 +17,7 @@ path methods use it; it imports no method family.
 
 from jaxplain._interpret import affine as affine
 from jaxplain._interpret import analysis as analysis
+from jaxplain._interpret import patterns as patterns
 from jaxplain._interpret import program as program
 from jaxplain._interpret.evaluate import Hooks as Hooks
 from jaxplain._interpret.evaluate import Plain as Plain
@@ -33,6 +36,7 @@ __all__ = [
     "analysis",
     "first",
     "interpret",
+    "patterns",
     "program",
     "with_backward",
 ]

@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from jaxplain._interpret import patterns as PT
 from jaxplain._interpret import program as P
 
 __all__ = [
@@ -76,12 +77,19 @@ CONTROL = ("cond", "while", "scan")
 # --------------------------------------------------------------------------- data flow
 
 
+# Primitives whose output carries no derivative of their input.
+CUTS = frozenset(["stop_gradient"])
+
+
 def dependents(jaxpr, active_in: list[bool], *, floats: bool = False) -> set:
     """The variables of ``jaxpr`` computed from its inputs marked in ``active_in`` (with
-    ``floats``, only floating values count, as derivatives flow through them only)."""
+    ``floats``, only floating values through which derivatives flow count: not a
+    ``stop_gradient``'s output, e.g. the class picked by ``argmax(stop_gradient(logits))``)."""
     ok = P.is_float if floats else (lambda v: True)
     active = {v for v, a in zip(jaxpr.invars, active_in) if a and ok(v)}
     for eqn in jaxpr.eqns:
+        if floats and eqn.primitive.name in CUTS:
+            continue
         if any(P.is_var(v) and v in active for v in eqn.invars):
             active.update(o for o in eqn.outvars if ok(o))
     return active
@@ -235,15 +243,6 @@ class Mean(NamedTuple):
     k: int
 
 
-class Softmax(NamedTuple):
-    """``exp(c - max c) / sum(exp(c - max c))`` over ``axes`` (or without the shift), spelled by
-    the equations ``members`` (indices, in program order; the last is the division)."""
-
-    members: tuple
-    input: Any
-    axes: tuple
-
-
 class Op(NamedTuple):
     """The class of one equation, for the interpreter.
 
@@ -288,7 +287,7 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     consumers = readers(jaxpr)
     outs = {v for v in jaxpr.outvars if P.is_var(v)}
     producer = {o: i for i, eqn in enumerate(jaxpr.eqns) for o in eqn.outvars}
-    softmaxes = _softmaxes(jaxpr, active, consumers, producer, outs) if softmax else {}
+    softmaxes = PT.softmaxes(jaxpr, active, consumers, producer, outs) if softmax else {}
     grouped = {j for g in softmaxes.values() for j in g.members}
 
     def join_region(eqn, i, ins, flag_in, out, as_flag):
@@ -301,7 +300,7 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
                 flags.add(out)
 
     for i, eqn in enumerate(jaxpr.eqns):
-        if i in grouped:
+        if i in grouped or eqn.primitive.name in CUTS:
             continue
         ins = [P.is_var(v) and v in active for v in eqn.invars]
         # comparisons of a region's values (the predicate of a jnp.where) belong to the region:
@@ -357,8 +356,8 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
             nonneg.update(eqn.outvars)
         elif i in grouped or i in fuse or i in skip or (eqn.outvars and eqn.outvars[0] in root):
             op = Op("deferred")
-        elif not any(ins):
-            op = Op("const")
+        elif not any(ins) or name in CUTS:
+            op = Op("const")  # (a stop_gradient's output carries no derivative, so no relevance)
         elif not any(P.is_float(o) for o in eqn.outvars):
             op = Op("flag")  # comparisons and other non-float results carry no relevance
         elif i in fused_add or layer_operand(eqn, ins) is not None:
@@ -418,61 +417,6 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     scope = Scope(frozenset(active), tuple(ops), regions, frozenset(flags), frozenset(nonneg), calls)
     memo[key] = (jaxpr, scope)  # keeps the jaxpr alive, so its id is not reused
     return scope
-
-
-_SHAPES = frozenset("broadcast_in_dim reshape expand_dims".split())
-
-
-def _softmaxes(jaxpr, active, consumers, producer, outs) -> dict:
-    """Division index -> :class:`Softmax`, for each ``e / sum(e)`` with ``e = exp(c - shift)``
-    (``shift`` a maximum of ``c``, through broadcasts and ``stop_gradient``, or no shift) whose
-    intermediate values are read by nothing else."""
-    eqns = jaxpr.eqns
-
-    def made_by(v, name):
-        j = producer.get(v) if P.is_var(v) else None
-        return j if j is not None and eqns[j].primitive.name == name else None
-
-    def through_shapes(v, extra=()):
-        chain = []
-        j = producer.get(v) if P.is_var(v) else None
-        while j is not None and eqns[j].primitive.name in _SHAPES | frozenset(extra):
-            chain.append(j)
-            v = next(w for w in eqns[j].invars if P.is_var(w))
-            j = producer.get(v)
-        return v, chain
-
-    found = {}
-    for i, eqn in enumerate(eqns):
-        if eqn.primitive.name != "div" or not all(P.is_var(v) and v in active for v in eqn.invars):
-            continue
-        num, den = eqn.invars
-        e = made_by(num, "exp")
-        total, chain = through_shapes(den)
-        j = made_by(total, "reduce_sum")
-        if e is None or j is None or eqns[j].invars[0] is not num:
-            continue
-        axes = tuple(eqns[j].params["axes"])
-        members = [e, j, *chain, i]
-        c = eqns[e].invars[0]
-        d = made_by(c, "sub")
-        if d is not None:
-            a, shift = eqns[d].invars
-            m, shift_chain = through_shapes(shift, ("stop_gradient", "max"))
-            r = made_by(m, "reduce_max")
-            maxes_ok = all(eqns[q].primitive.name != "max" or not all(P.is_var(w) for w in eqns[q].invars)
-                           for q in shift_chain)
-            if r is not None and eqns[r].invars[0] is a and maxes_ok and tuple(eqns[r].params["axes"]) == axes:
-                c, members = a, members + [d, r, *shift_chain]
-        group = set(members)
-        made = {o for q in group for o in eqns[q].outvars}
-        if any(  # each intermediate read only inside, each operand c, a literal or an intermediate
-            o in outs or any(u not in group for u in consumers.get(o, []))
-            for q in group if q != i for o in eqns[q].outvars
-        ) or any(P.is_var(w) and w is not c and w not in made for q in group for w in eqns[q].invars):
-            continue
-        found[i] = Softmax(tuple(sorted(group)), c, axes)
-    return found
 
 
 def _fuse_bias(jaxpr, i, k, consumers, outs, active) -> Layer:

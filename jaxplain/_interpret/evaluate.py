@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxplain._interpret import analysis as A
+from jaxplain._interpret import patterns as PT
 from jaxplain._interpret import program as P
 
 __all__ = ["Hooks", "Plain", "Program", "Site", "first", "program", "with_backward"]
@@ -217,7 +218,7 @@ def _layer(run, eqns, layer: A.Layer, read, plain, scope, prefix, index):
     return run.hooks.layer(site, lin, xv, wv, bv)
 
 
-def _softmax(run, eqns, group: A.Softmax, read, prefix, index):
+def _softmax(run, eqns, group: PT.Softmax, read, prefix, index):
     members = [eqns[j] for j in group.members]
 
     def softmax(c):

@@ -75,6 +75,14 @@ class Context(NamedTuple):
                     f"({where}). Give one: rules=jaxplain.composites.custom(types={{{kind!r}: "
                     f"jaxplain.rules.epsilon}}) or a default=."
                 )
+            if primitive in ("scan", "while", "cond"):
+                raise LRPError(
+                    f"jaxplain.{self.method}: LRP's rules follow straight-line programs, and x "
+                    f"flows through {primitive!r} ({where}): a recurrent layer (nn.RNN, LSTM and "
+                    f"GRU cells run as lax.scan) or other control flow. jaxplain has no LRP for "
+                    f"recurrences; explain such models with the gradient family "
+                    f"(jaxplain.integrated_gradients, smoothgrad, gradient_x_input) or occlusion."
+                )
             raise LRPError(
                 f"jaxplain.{self.method}: no LRP rule for the operation {eqn.primitive.name!r} "
                 f"({what or 'its inputs depend on x'}; {where}). Supply one by its name, e.g. "

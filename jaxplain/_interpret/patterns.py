@@ -1,0 +1,103 @@
+"""Functions the interpreter recognises in a program by their spelling: a softmax (as
+``jax.nn.softmax`` writes it, or ``e / sum(e)`` by hand) and a clamp before a square root (the
+``max(var, 0)`` of Flax's LayerNorm, which is not an activation)."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from jaxplain._interpret import program as P
+
+__all__ = ["Softmax", "feeds_only_a_root", "softmaxes"]
+
+
+class Softmax(NamedTuple):
+    """``exp(c - max c) / sum(exp(c - max c))`` over ``axes`` (or without the shift), spelled by
+    the equations ``members`` (indices, in program order; the last is the division)."""
+
+    members: tuple
+    input: Any
+    axes: tuple
+
+
+_SHAPES = frozenset("broadcast_in_dim reshape expand_dims".split())
+
+
+def softmaxes(jaxpr, active, consumers, producer, outs) -> dict:
+    """Division index -> :class:`Softmax`, for each ``e / sum(e)`` with ``e = exp(c - shift)``
+    (``shift`` a maximum of ``c``, through broadcasts and ``stop_gradient``, or no shift) whose
+    intermediate values are read by nothing else."""
+    eqns = jaxpr.eqns
+
+    def made_by(v, name):
+        j = producer.get(v) if P.is_var(v) else None
+        return j if j is not None and eqns[j].primitive.name == name else None
+
+    def through_shapes(v, extra=()):
+        chain = []
+        j = producer.get(v) if P.is_var(v) else None
+        while j is not None and eqns[j].primitive.name in _SHAPES | frozenset(extra):
+            chain.append(j)
+            v = next(w for w in eqns[j].invars if P.is_var(w))
+            j = producer.get(v)
+        return v, chain
+
+    found = {}
+    for i, eqn in enumerate(eqns):
+        if eqn.primitive.name != "div" or not all(P.is_var(v) and v in active for v in eqn.invars):
+            continue
+        num, den = eqn.invars
+        e = made_by(num, "exp")
+        total, chain = through_shapes(den)
+        j = made_by(total, "reduce_sum")
+        if e is None or j is None or eqns[j].invars[0] is not num:
+            continue
+        axes = tuple(eqns[j].params["axes"])
+        members = [e, j, *chain, i]
+        c = eqns[e].invars[0]
+        d = made_by(c, "sub")
+        if d is not None:
+            a, shift = eqns[d].invars
+            m, shift_chain = through_shapes(shift, ("stop_gradient", "max"))
+            r = made_by(m, "reduce_max")
+            maxes_ok = all(eqns[q].primitive.name != "max" or not all(P.is_var(w) for w in eqns[q].invars)
+                           for q in shift_chain)
+            if r is not None and eqns[r].invars[0] is a and maxes_ok and tuple(eqns[r].params["axes"]) == axes:
+                c, members = a, members + [d, r, *shift_chain]
+        group = set(members)
+        made = {o for q in group for o in eqns[q].outvars}
+        if any(  # each intermediate read only inside, each operand c, a literal or an intermediate
+            o in outs or any(u not in group for u in consumers.get(o, []))
+            for q in group if q != i for o in eqns[q].outvars
+        ) or any(P.is_var(w) and w is not c and w not in made for q in group for w in eqns[q].invars):
+            continue
+        found[i] = Softmax(tuple(sorted(group)), c, axes)
+    return found
+
+
+_ROOTS = frozenset("sqrt rsqrt".split())
+_BEFORE_ROOT = frozenset("add convert_element_type broadcast_in_dim reshape".split())
+
+
+def feeds_only_a_root(jaxpr, i: int, consumers: dict) -> bool:
+    """Whether equation ``i``'s output reaches only square roots (through adding constants,
+    casts and broadcasts): a clamp ``max(var, 0)`` before ``rsqrt(var + eps)`` (Flax's LayerNorm),
+    not an activation."""
+    seen, todo = set(), [jaxpr.eqns[i].outvars[0]]
+    outs = {v for v in jaxpr.outvars if P.is_var(v)}
+    while todo:
+        v = todo.pop()
+        if v in outs or not consumers.get(v):
+            return False
+        for j in consumers[v]:
+            if j in seen:
+                continue
+            seen.add(j)
+            e = jaxpr.eqns[j]
+            if e.primitive.name in _ROOTS or (e.primitive.name == "pow" and not P.is_var(e.invars[1])
+                                              and float(e.invars[1].val) < 0):
+                continue
+            if e.primitive.name not in _BEFORE_ROOT:
+                return False
+            todo.extend(e.outvars)
+    return True
