@@ -15,6 +15,9 @@ from jaxplain import _compile
 
 _compile.set_cpu_defaults()  # first, before anything can start JAX's CPU backend
 
+from jaxplain._attention import attention_flow as attention_flow  # noqa: E402
+from jaxplain._attention import attention_rollout as attention_rollout  # noqa: E402
+from jaxplain._attention import attention_weights as attention_weights  # noqa: E402
 from jaxplain._cam import cam as cam  # noqa: E402
 from jaxplain._cam import grad_cam as grad_cam  # noqa: E402
 from jaxplain._cam import grad_cam_plus_plus as grad_cam_plus_plus  # noqa: E402
@@ -64,6 +67,9 @@ __version__ = "0.1.0"
 __all__ = [
     "Explainer",
     "TSNE",
+    "attention_flow",
+    "attention_rollout",
+    "attention_weights",
     "cam",
     "canonizers",
     "compiler_options",

@@ -61,7 +61,7 @@ class _Record(Plain):
     def op(self, site, fn, invals, active):
         if _is_max_pool(site, active):
             self.inputs["op", site.index] = invals[active.index(True)]
-        if site.kind == "other" and self.other == "raise":
+        if site.kind in ("other", "product") and self.other == "raise":
             where = P.source(site.eqn) + (f", module {site.path!r}" if site.path else "")
             raise ValueError(
                 f"jaxplain.{self.method}: DeepLIFT's rescale rule has no answer for the operation "

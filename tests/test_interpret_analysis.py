@@ -75,8 +75,13 @@ def test_elementwise_regions_gelu_is_one_batchnorm_is_affine():
     assert all(r.affine for r in bn_scope.regions.values())
 
 
-def test_products_of_two_x_dependent_values_and_control_flow_are_other():
+def test_products_of_two_x_dependent_values_are_products_and_control_flow_is_other():
     _, scope = _scope(lambda x: jnp.sum((x @ jnp.ones((3, 3))) * jnp.sin(x)), jnp.ones(3))
+    (product,) = [op for op in scope.ops if op.cls == "product"]
+    assert "product of two x-dependent values" in product.what
+    _, scope = _scope(lambda x: jnp.sum((x @ jnp.ones((3, 3))) @ jnp.outer(x, x)), jnp.ones(3))
+    assert [op.cls for op in scope.ops].count("product") == 2  # outer(x, x) and the matrix product
+    _, scope = _scope(lambda x: jnp.sum(jnp.sin(x) / jnp.cos(x @ jnp.ones((3, 3)))), jnp.ones(3))
     (other,) = [op for op in scope.ops if op.cls == "other"]
     assert "2 of its inputs depend on x" in other.what
     _, scope = _scope(lambda x: lax.cond(True, jnp.sin, jnp.cos, x).sum(), jnp.ones(3))

@@ -218,9 +218,9 @@ def test_product_of_two_x_dependent_values_needs_a_rule(x64):
     x, W = rng.normal(size=4), rng.normal(size=(4, 4))
     Wj = jnp.asarray(W)
     f = lambda v: jnp.sum(v * (v @ Wj))
-    with pytest.raises(ValueError, match=r"'mul'") as err:
+    with pytest.raises(ValueError, match=r"product of two x-dependent values \('mul'") as err:
         jx.lrp(f, rules=jx.rules.zero)(jnp.asarray(x))
-    assert "types={'mul'" in str(err.value) and "jaxplain.rules.gradient" in str(err.value)
+    assert "types={'product'" in str(err.value) and "jaxplain.rules.uniform" in str(err.value)
     # With the gradient rule for mul: R(p) = p (LRP-0 on the sum), then the product's backward pass
     # sends R(p) * z to x and R(p) * x to z = x W, which LRP-0 takes back to x.
     composite = jx.composites.custom(default=jx.rules.zero, types={"mul": jx.rules.gradient, "sum": jx.rules.zero})
@@ -229,6 +229,18 @@ def test_product_of_two_x_dependent_values_needs_a_rule(x64):
     p = x * z
     expected = p * z + x * (W @ (p * x / z))
     np.testing.assert_allclose(r, expected, rtol=1e-10, atol=1e-12)
+    # AttnLRP's uniform rule: half of R(p) to each factor (LXT's mul2), the z half back by LRP-0
+    composite = jx.composites.custom(default=jx.rules.zero, types={"product": jx.rules.uniform, "sum": jx.rules.zero})
+    r = np.asarray(jx.lrp(f, rules=composite)(jnp.asarray(x)))
+    np.testing.assert_allclose(r, p / 2 + x * (W @ (p / (2 * z))), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(r.sum(), p.sum(), rtol=1e-10)  # conserved
+    # a matrix product of two x-dependent values: epsilon on 2z, a * J_a^T (R / 2z) to each factor
+    g = lambda v: jnp.sum(jnp.outer(v, v @ Wj) @ jnp.ones(4))
+    r = np.asarray(jx.lrp(g, rules=composite)(jnp.asarray(x)))
+    np.testing.assert_allclose(r.sum(), float(g(jnp.asarray(x))), rtol=1e-6)
+    with pytest.raises(ValueError, match="the rule 'uniform' splits a product"):
+        jx.lrp(f, rules=jx.composites.custom(default=jx.rules.zero, types={"product": jx.rules.uniform,
+                                                                           "sum": jx.rules.uniform}))(jnp.asarray(x))
 
 def _np_zplus_dense(x, W, r, eps=1e-6):
     """z+ (Zennit's ZPlus, no bias) for one dense layer, straight from the formula."""

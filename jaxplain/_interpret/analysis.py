@@ -72,6 +72,8 @@ RESHAPES = frozenset("reshape squeeze expand_dims".split())
 AVG_POOL = frozenset(["reduce_window_sum"])
 MAXIMA = frozenset("reduce_max reduce_min reduce_window_max reduce_window_min cummax cummin".split())
 CONTROL = ("cond", "while", "scan")
+# Products of two x-dependent values (attention's q.k and A.v, gates): their own class.
+PRODUCTS = frozenset(["mul", "dot_general"])
 
 
 # --------------------------------------------------------------------------- data flow
@@ -248,8 +250,9 @@ class Op(NamedTuple):
 
     ``cls`` is one of ``"deferred"`` (computed with its layer, mean, region or softmax),
     ``"const"`` (no input depends on x), ``"flag"`` (no floating output), ``"layer"``, ``"mean"``,
-    ``"call"``, ``"structural"``, ``"sum"``, ``"avg_pool"``, ``"max_pool"``, ``"softmax"`` (only
-    when asked for: :func:`analyze`'s ``softmax``) or ``"other"`` (``what`` says why)."""
+    ``"call"``, ``"structural"``, ``"sum"``, ``"avg_pool"``, ``"max_pool"``, ``"product"`` (of
+    two x-dependent values), ``"softmax"`` and ``"normalization"`` (only when asked for:
+    :func:`analyze`'s ``softmax``) or ``"other"`` (``what`` says why)."""
 
     cls: str
     detail: Any = None
@@ -272,7 +275,9 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     """Classifies every equation of ``jaxpr``; ``active_in`` marks the inputs computed from x,
     ``nonneg_in`` those known to be >= 0. Calls are analyzed too (``memo`` caches bodies). With
     ``softmax``, each softmax (as ``jax.nn.softmax`` spells it: a max shift, ``exp``, a sum and a
-    division) is one operation of class ``"softmax"`` instead of its parts."""
+    division) is one operation of class ``"softmax"`` instead of its parts, and each LayerNorm /
+    RMSNorm (``(c - mean c) * s`` with ``s`` a function of ``c``'s statistics) one of class
+    ``"normalization"``."""
     key = ("scope", id(jaxpr), tuple(active_in), tuple(nonneg_in or ()), softmax)
     if key in memo:
         return memo[key][1]
@@ -288,7 +293,9 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     outs = {v for v in jaxpr.outvars if P.is_var(v)}
     producer = {o: i for i, eqn in enumerate(jaxpr.eqns) for o in eqn.outvars}
     softmaxes = PT.softmaxes(jaxpr, active, consumers, producer, outs) if softmax else {}
-    grouped = {j for g in softmaxes.values() for j in g.members}
+    norms = PT.normalizations(jaxpr, active, consumers, producer, outs) if softmax else {}
+    norms = {i: g for i, g in norms.items() if not set(g.members) & {j for h in softmaxes.values() for j in h.members}}
+    grouped = {j for g in (*softmaxes.values(), *norms.values()) for j in g.members}
 
     def join_region(eqn, i, ins, flag_in, out, as_flag):
         roots = {root.get(v, v) for v, a in zip(eqn.invars, ins) if a}
@@ -354,6 +361,8 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
         if i in softmaxes:
             op = Op("softmax", softmaxes[i])
             nonneg.update(eqn.outvars)
+        elif i in norms:
+            op = Op("normalization", norms[i])
         elif i in grouped or i in fuse or i in skip or (eqn.outvars and eqn.outvars[0] in root):
             op = Op("deferred")
         elif not any(ins) or name in CUTS:
@@ -380,6 +389,8 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
             calls[i] = inner
             nonneg.update(o for o, v in zip(eqn.outvars, sub.outvars) if P.is_var(v) and v in inner.nonneg)
             op = Op("call", inner)
+        elif name in PRODUCTS and n_act == 2:
+            op = Op("product", None, "a product of two x-dependent values")
         elif name in STRUCTURAL:
             op = Op("structural")
             if _keeps_nonneg(eqn, ins, nonneg):

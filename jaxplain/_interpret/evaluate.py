@@ -42,6 +42,9 @@ class Site(NamedTuple):
       nonneg: for a layer, whether its input is known to be >= 0.
       concat: for a layer, the (input axis, weight axis) it contracts, if exactly one pair.
       relu: for an activation region, whether it is exactly one ReLU of its root.
+      axes: for a softmax, the axes it normalizes over.
+      frozen: for a normalization (kinds ``"layer_norm"``, ``"rms_norm"``), the same function of
+        its input with the statistics factor held constant (the identity rule on the division).
     """
 
     kind: str
@@ -52,6 +55,8 @@ class Site(NamedTuple):
     nonneg: bool = False
     concat: Any = None
     relu: bool = False
+    frozen: Any = None
+    axes: tuple = ()
 
 
 class Hooks(Protocol):
@@ -186,6 +191,8 @@ def _evaluate(run: _Run, jaxpr, consts, args, scope: A.Scope, prefix: str = "") 
             outs = P.bind(eqn, [read(v) for v in eqn.invars])
         elif cls == "softmax":
             outs = _softmax(run, eqns, op.detail, read, prefix, count("op"))
+        elif cls == "normalization":
+            outs = _normalization(run, eqns, op.detail, read, plain, prefix, count("op"))
         else:  # sum, avg_pool, max_pool, other
             invals = [read(v) for v in eqn.invars]
             active = [P.is_var(v) and v in scope.active for v in eqn.invars]
@@ -228,8 +235,30 @@ def _softmax(run, eqns, group: PT.Softmax, read, prefix, index):
         return [local[members[-1].outvars[0]]]
 
     last = members[-1]
-    site = Site("softmax", last, P.module_path(prefix, last), index, what="a softmax")
+    site = Site("softmax", last, P.module_path(prefix, last), index, what="a softmax", axes=group.axes)
     return run.hooks.op(site, softmax, [read(group.input)], [True])
+
+
+def _normalization(run, eqns, group: PT.Normalization, read, plain, prefix, index):
+    members = [eqns[j] for j in group.members]
+    made = {o for e in members for o in e.outvars}
+    outside = {w: plain(w) for e in members for w in e.invars
+               if P.is_var(w) and w is not group.input and w not in made}
+
+    def run_members(c, freeze):
+        local = {group.input: c, **outside}
+        for e in members:
+            ins = [local[w] if P.is_var(w) else w.val for w in e.invars]
+            if freeze:
+                ins = [jax.lax.stop_gradient(v) if w is group.scale else v for w, v in zip(e.invars, ins)]
+            local.update(zip(e.outvars, P.bind(e, ins)))
+        return [local[members[-1].outvars[0]]]
+
+    last = members[-1]
+    kind = "layer_norm" if group.centered else "rms_norm"
+    site = Site(kind, last, P.module_path(prefix, last), index, what=f"a {kind.replace('_', ' ')}",
+                frozen=lambda c: run_members(c, True))
+    return run.hooks.op(site, lambda c: run_members(c, False), [read(group.input)], [True])
 
 
 def _mean(run, eqn, red, k, read, plain, scope, prefix, count):

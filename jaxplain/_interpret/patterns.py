@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 from jaxplain._interpret import program as P
 
-__all__ = ["Softmax", "feeds_only_a_root", "softmaxes"]
+__all__ = ["Normalization", "Softmax", "feeds_only_a_root", "normalizations", "softmaxes"]
 
 
 class Softmax(NamedTuple):
@@ -101,3 +101,99 @@ def feeds_only_a_root(jaxpr, i: int, consumers: dict) -> bool:
                 return False
             todo.extend(e.outvars)
     return True
+
+
+class Normalization(NamedTuple):
+    """``y = a * s`` (or ``a / s``) with ``a = c - mean(c)`` (LayerNorm) or ``a = c`` (RMSNorm)
+    and ``s`` computed from ``c`` through reductions only (the statistics, e.g.
+    ``rsqrt(var + eps) * scale``), spelled by the equations ``members`` (the last is ``y``'s)."""
+
+    members: tuple
+    input: Any
+    scale: Any  # the variable s, held constant by the identity rule on the division
+    centered: bool
+
+
+_STAT_OPS = frozenset(
+    """add sub mul div max min square integer_pow pow rsqrt sqrt neg convert_element_type
+    broadcast_in_dim reshape expand_dims squeeze""".split()
+)
+
+
+def _statistic(eqns, producer, active, v):
+    """``(equations, reduced values)`` if ``v`` depends on x only through ``reduce_sum``s (their
+    operands are the reduced values), else None."""
+    members, reduced, todo, seen = set(), set(), [v], set()
+    while todo:
+        w = todo.pop()
+        if not (P.is_var(w) and w in active) or w in seen:
+            continue
+        seen.add(w)
+        j = producer.get(w)
+        if j is None:
+            return None  # an input of the program, reached without a reduction
+        e = eqns[j]
+        members.add(j)
+        if e.primitive.name == "reduce_sum":
+            reduced.add(e.invars[0])
+            continue
+        if e.primitive.name not in _STAT_OPS:
+            return None
+        todo.extend(e.invars)
+    return members, reduced
+
+
+def normalizations(jaxpr, active, consumers, producer, outs) -> dict:
+    """Last equation's index -> :class:`Normalization`, for each LayerNorm / RMSNorm as Flax
+    spells it (and hand-written ones of the same form), with the bias added right after it,
+    whose intermediates are read by nothing else."""
+    eqns = jaxpr.eqns
+    found = {}
+    for i, eqn in enumerate(eqns):
+        if eqn.primitive.name not in ("mul", "div") or not all(P.is_var(v) and v in active for v in eqn.invars):
+            continue
+        pairs = [(0, 1), (1, 0)] if eqn.primitive.name == "mul" else [(0, 1)]
+        for ia, i_s in pairs:
+            a, s = eqn.invars[ia], eqn.invars[i_s]
+            stats = _statistic(eqns, producer, active, s)
+            if stats is None:
+                continue
+            members, reduced = stats
+            c, centered, extra = a, False, set()
+            j = producer.get(a)
+            if j is not None and eqns[j].primitive.name == "sub":
+                left, mean = eqns[j].invars
+                m_stats = _statistic(eqns, producer, active, mean) if P.is_var(mean) and mean in active else (set(), set())
+                if m_stats is not None and P.is_var(left) and left in active:
+                    c, centered = left, bool(m_stats[0])
+                    extra = {j} | m_stats[0]
+                    reduced = reduced | m_stats[1]
+            # the reductions read c or c squared
+            roots = set()
+            for r in reduced:
+                k = producer.get(r)
+                if r is c:
+                    roots.add(c)
+                elif k is not None and eqns[k].primitive.name in ("square", "integer_pow") and eqns[k].invars[0] is c:
+                    roots.add(c)
+                    extra.add(k)
+                else:
+                    roots.add(None)
+            if roots != {c}:
+                continue
+            group, end = members | extra | {i}, i
+            users = consumers.get(eqn.outvars[0], [])
+            if len(users) == 1 and eqn.outvars[0] not in outs:  # the bias added right after
+                e2 = eqns[users[0]]
+                if e2.primitive.name == "add" and sum(P.is_var(w) and w in active for w in e2.invars) == 1:
+                    group, end = group | {users[0]}, users[0]
+            made = {o for q in group for o in eqns[q].outvars}
+            if any(o in outs or any(u not in group for u in consumers.get(o, []))
+                   for q in group if q != end for o in eqns[q].outvars):
+                continue
+            if any(P.is_var(w) and w in active and w is not c and w not in made
+                   for q in group for w in eqns[q].invars):
+                continue
+            found[end] = Normalization(tuple(sorted(group)), c, s, centered)
+            break
+    return found

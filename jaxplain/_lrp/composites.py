@@ -13,6 +13,9 @@ kind           operations                                                       
 ``avg_pool``   ``reduce_window`` sums (average pooling)                          ``norm``
 ``max_pool``   ``reduce_window`` / ``reduce_max`` maxima                         ``gradient``
 ``softmax``    ``jax.nn.softmax`` (its max shift, ``exp``, sum and division)     none: give one
+``product``    ``a * b``, ``a @ b`` of two x-dependent values (attention)       none: give one
+``layer_norm`` ``(x - mean) * rsqrt(var + eps) * scale + bias`` (LayerNorm)     none: give one
+``rms_norm``   ``x * rsqrt(mean(x^2) + eps) * scale`` (RMSNorm)                 none: give one
 =============  ===============================================================  ================
 
 Reshapes, transposes, slices, padding, broadcasts, concatenations and type casts move relevance
@@ -49,6 +52,7 @@ from __future__ import annotations
 import fnmatch
 from typing import Any, Mapping, NamedTuple
 
+from jaxplain import _checks
 from jaxplain._lrp import rules as R
 
 __all__ = [
@@ -59,10 +63,12 @@ __all__ = [
     "epsilon_gamma_box",
     "epsilon_alpha2_beta1",
     "epsilon_alpha2_beta1_flat",
+    "attn_lrp",
     "KINDS",
 ]
 
-KINDS = ("dense", "conv", "activation", "affine", "sum", "avg_pool", "max_pool", "softmax")
+KINDS = ("dense", "conv", "activation", "affine", "sum", "avg_pool", "max_pool", "softmax", "product",
+         "layer_norm", "rms_norm")
 LAYER_KINDS = ("dense", "conv")
 
 DEFAULTS: dict[str, R.Rule] = {
@@ -316,4 +322,50 @@ def epsilon_alpha2_beta1_flat(*, epsilon: float = 1e-6, stabilizer: float = 1e-6
         epsilon,
         R.flat(stabilizer=stabilizer),
         stabilizer,
+    )
+
+
+def attn_lrp(*, epsilon: float = 1e-6, sum_epsilon: float = 1e-8) -> Composite:
+    """AttnLRP for Transformers (Achtibat et al. 2024), as LXT's explicit rules compute it.
+
+    Dense and convolution layers (patch embeddings) get epsilon with LXT's stabilizer ``z + eps``
+    (no sign; ``epsilon``, default 1e-6); a softmax gets :data:`jaxplain.rules.softmax`
+    (``x * (R - s sum R)``); a product of two x-dependent values (``q.k``, ``A.v``, gates)
+    :data:`jaxplain.rules.uniform` (half to each factor); LayerNorm the epsilon rule through it
+    with its statistics held constant (the identity rule on the division; LXT's ``layer_norm``),
+    RMSNorm and elementwise activations (GELU, SiLU) pass relevance through (identity); residual
+    additions split in proportion with ``+sum_epsilon`` (LXT's ``add2``), additions of constants
+    (position embeddings, masks) give the constant its share (absorbed), and means divide by their
+    sum ``+ epsilon`` (LXT's ``mean``). AttnLRP is not conservative: the softmax rule's bias term,
+    biases, class tokens and position embeddings keep part of ``f(x)``.
+
+    Example:
+      >>> import jaxplain as jx
+      >>> c = jx.composites.attn_lrp()
+      >>> dict(c.types)["softmax"], dict(c.types)["product"]
+      (Rule('softmax'), Rule('uniform', epsilon=stabilizer(1e-08, signed=False)))
+
+    References:
+      Achtibat, Hatefi, Dreyer, Jain, Wiegand, Lapuschkin & Samek (2024), "AttnLRP:
+      Attention-Aware Layer-Wise Relevance Propagation for Transformers", ICML; LXT 2.1
+      (``lxt.explicit.functional``).
+    """
+    eps = R.stabilizer(_checks.check_float("composites.attn_lrp", "epsilon", epsilon, minimum=0.0), signed=False)
+    eps_sum = R.stabilizer(_checks.check_float("composites.attn_lrp", "sum_epsilon", sum_epsilon, minimum=0.0),
+                           signed=False)
+    linear = R.epsilon(epsilon=eps)
+    return custom(
+        types={
+            "dense": linear,
+            "conv": linear,
+            "product": R.uniform(epsilon=eps_sum),
+            "softmax": R.softmax,
+            "layer_norm": linear,
+            "rms_norm": R.pass_through,
+            "activation": R.pass_through,
+            "affine": R.epsilon(epsilon=eps_sum),
+            "sum": R.norm(stabilizer=eps_sum),
+            "avg_pool": R.norm(stabilizer=eps),
+        },
+        default=linear,
     )

@@ -69,6 +69,20 @@ class Context(NamedTuple):
                     f"through unchanged (Zennit's Pass), jaxplain.rules.gradient gives its ordinary "
                     f"backward pass; paths={{...}} chooses per softmax."
                 )
+            if kind == "product":
+                raise LRPError(
+                    f"jaxplain.{self.method}: no LRP rule for a product of two x-dependent values "
+                    f"({eqn.primitive.name!r} at {where}: attention's q.k or A.v, a gate). Give one: "
+                    f"rules=jaxplain.composites.attn_lrp() for Transformers, or types={{'product': "
+                    f"jaxplain.rules.uniform}} (AttnLRP's half to each factor)."
+                )
+            if kind in ("layer_norm", "rms_norm"):
+                raise LRPError(
+                    f"jaxplain.{self.method}: no LRP rule for the {kind.replace('_', ' ')} at "
+                    f"{where}. Give one: rules=jaxplain.composites.attn_lrp(), or types={{{kind!r}: "
+                    f"jaxplain.rules.epsilon}} (epsilon through it with its statistics held "
+                    f"constant, LXT's layer_norm) or jaxplain.rules.pass_through (identity)."
+                )
             if kind in ("dense", "conv"):
                 raise LRPError(
                     f"jaxplain.{self.method}: no rule for the {kind} layer {eqn.primitive.name!r} "
@@ -90,6 +104,13 @@ class Context(NamedTuple):
                 f"jaxplain.rules.gradient}}, ...) for its ordinary backward pass, or "
                 f"jaxplain.rules.norm to split relevance in proportion to each input's share."
             )
+        if rule.kind == "softmax" and kind != "softmax":
+            raise LRPError(f"jaxplain.{self.method}: the rule 'softmax' is for a softmax, but it was "
+                           f"given to a {kind or 'other'} operation {eqn.primitive.name!r} ({where}).")
+        if rule.kind == "uniform" and kind != "product":
+            raise LRPError(f"jaxplain.{self.method}: the rule 'uniform' splits a product of two "
+                           f"x-dependent values, but it was given to a {kind or 'other'} operation "
+                           f"{eqn.primitive.name!r} ({where}).")
         R.check_configured(rule, f"jaxplain.{self.method} ({where})")  # a Composite built by hand
         if rule.kind == "beta_smooth" and kind != "activation":
             raise LRPError(
@@ -162,8 +183,15 @@ class LRPHooks:
         return with_backward(_with_bias(lin), backward, [x, w] + ([] if b is None else [b]))
 
     def op(self, site: Site, fn, invals, active):
-        primitive = "softmax" if site.kind == "softmax" else None
-        rule = self.ctx.rule(site.kind, site.eqn, site.path, what=site.what, primitive=primitive)
+        named = site.kind in ("softmax", "layer_norm", "rms_norm")
+        rule = self.ctx.rule(site.kind, site.eqn, site.path, what=site.what,
+                             primitive=site.kind if named else None)
+        if rule.kind == "softmax":
+            return _softmax_rule(fn, invals, site.axes)
+        if rule.kind == "uniform":
+            return _uniform_rule(rule, site.eqn, fn, invals, active)
+        if site.frozen is not None and rule.kind == "layer":  # the identity rule on the division
+            fn = site.frozen
         return apply_op_rule(self.ctx, rule, site.eqn, fn, invals, active)
 
 
@@ -175,6 +203,38 @@ def _with_bias(lin):
         return z + bias[0] if bias else z
 
     return fn
+
+
+def _softmax_rule(fn, invals, axes):
+    """AttnLRP's softmax rule: ``R_in = x * (R - s * sum(R))`` over ``axes``."""
+
+    def backward(args, out, r):
+        (x,), s_, r = args, first(out), first(r)
+        x0 = jnp.where(jnp.isneginf(x), jnp.zeros_like(x), x)
+        return [x0 * (r - s_ * jnp.sum(r, axis=axes, keepdims=True))]
+
+    return _wrap_multi(fn, backward, invals)
+
+
+def _uniform_rule(rule, eqn, fn, invals, active):
+    """AttnLRP's uniform rule for a product of x-dependent factors: half of ``R`` to each."""
+    act = [i for i, a in enumerate(active) if a]
+    n = len(act)
+
+    def backward(args, out, r):
+        out, r = first(out), first(r)
+        cts = [None] * len(args)
+        if eqn.primitive.name == "mul":  # LXT's mul2: R / n to each factor
+            for i in act:
+                cts[i] = sum_to(r / n, jnp.shape(args[i]))
+            return cts
+        g = stabilized_relevance(r, n * out, rule.stabilizer)  # LXT's matmul: R / (2 z + eps)
+        _, vjp = jax.vjp(lambda *xs: first(fn(*_put(args, act, xs))), *[args[i] for i in act])
+        for i, gi in zip(act, vjp(g)):
+            cts[i] = args[i] * gi
+        return cts
+
+    return _wrap_multi(fn, backward, invals)
 
 
 def apply_op_rule(ctx, rule, eqn, fn, invals, active):

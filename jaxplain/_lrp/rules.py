@@ -64,6 +64,8 @@ __all__ = [
     "norm",
     "gradient",
     "relu_beta_smooth",
+    "uniform",
+    "softmax",
 ]
 
 # Input modifiers, by name (the propagation knows which ones vanish for a non-negative input).
@@ -257,18 +259,21 @@ def stabilize(z, stabilizer):
     return z + sign * jnp.asarray(stabilizer, z.dtype)
 
 
-def stabilizer(epsilon: float = 1e-6, *, clip: bool = False, norm_scale: bool = False) -> Callable:
+def stabilizer(epsilon: float = 1e-6, *, clip: bool = False, norm_scale: bool = False,
+               signed: bool = True) -> Callable:
     """A stabilizer function for a rule's ``stabilizer=`` option, as Zennit's ``Stabilizer``.
 
     ``clip=False``: ``z + eps * sign(z)``; ``clip=True``: ``sign(z) * max(|z|, eps)`` (values
     smaller than ``eps`` in magnitude are raised to it, larger ones are untouched). With
     ``norm_scale=True``, ``eps`` is first scaled by the root mean square of ``z`` over the
     example (Zennit's default ``dim``: all axes but the batch). ``sign(0) = +1``.
+    ``signed=False``: ``z + eps`` whatever the sign of ``z`` (LXT's ``_stabilize``, AttnLRP).
 
     Args:
       epsilon: the shift or clip value (``>= 0``).
       clip: clip the magnitude instead of shifting it.
       norm_scale: scale ``epsilon`` by ``sqrt(mean(z ** 2))``.
+      signed: shift by ``eps * sign(z)`` (Zennit) rather than by ``+eps`` (LXT).
 
     Returns:
       ``z -> stabilized z``, e.g. ``jaxplain.rules.epsilon(epsilon=jaxplain.rules.stabilizer(0.1,
@@ -285,9 +290,12 @@ def stabilizer(epsilon: float = 1e-6, *, clip: bool = False, norm_scale: bool = 
     eps = _checks.check_float("rules.stabilizer", "epsilon", epsilon, minimum=0.0)
     clip = _checks.check_bool("rules.stabilizer", "clip", clip)
     norm_scale = _checks.check_bool("rules.stabilizer", "norm_scale", norm_scale)
+    signed = _checks.check_bool("rules.stabilizer", "signed", signed)
+    if clip and not signed:
+        raise ValueError("jaxplain.rules.stabilizer: clip=True clips |z|, so it needs signed=True.")
 
     def stabilize_z(z):
-        sign = jnp.where(z >= 0, 1, -1).astype(z.dtype)
+        sign = jnp.where(z >= 0, 1, -1).astype(z.dtype) if signed else jnp.ones_like(z)
         e = jnp.asarray(eps, z.dtype)
         if norm_scale:
             e = e * jnp.sqrt(jnp.mean(z * z))
@@ -296,7 +304,8 @@ def stabilizer(epsilon: float = 1e-6, *, clip: bool = False, norm_scale: bool = 
         return z + sign * e
 
     stabilize_z.__name__ = (f"stabilizer({eps:g}" + (", clip=True" if clip else "")
-                            + (", norm_scale=True" if norm_scale else "") + ")")
+                            + (", norm_scale=True" if norm_scale else "")
+                            + ("" if signed else ", signed=False") + ")")
     return stabilize_z
 
 
@@ -482,6 +491,13 @@ def _relu_beta_smooth(beta_smooth: float = 10.0, **rest) -> Rule:
     return Rule("relu_beta_smooth", "beta_smooth", (), beta, (("beta_smooth", beta_smooth),))
 
 
+def _uniform(epsilon: Any = 1e-8, **rest) -> Rule:
+    if rest:
+        raise TypeError(f"jaxplain.rules.uniform: unknown option(s) {', '.join(sorted(rest))}; it takes epsilon=.")
+    eps = _check_stabilizer("uniform", epsilon, "epsilon")
+    return Rule("uniform", "uniform", (), eps, (("epsilon", epsilon),))
+
+
 _FACTORIES: dict[str, Callable[..., Rule]] = {
     "zero": _zero,
     "epsilon": _epsilon,
@@ -493,6 +509,7 @@ _FACTORIES: dict[str, Callable[..., Rule]] = {
     "wsquare": _wsquare,
     "zbox": _zbox,
     "relu_beta_smooth": _relu_beta_smooth,
+    "uniform": _uniform,
 }
 
 #: LRP-0: ``R_j = sum_k x_j w_jk / z_k R_k`` (Bach et al. 2015); zero denominators drop relevance.
@@ -525,5 +542,14 @@ gradient = Rule("gradient", "gradient")
 #: (Zennit's ``ReLUBetaSmooth``, Dombrowski et al. 2019); ``beta_smooth`` (default 10) is kept as
 #: the rule's ``stabilizer`` field.
 relu_beta_smooth = _relu_beta_smooth()
+#: For a product of two x-dependent values (AttnLRP's uniform rule, Achtibat et al. 2024): each
+#: factor gets half. A matrix product is split by the epsilon rule on ``2 z`` (LXT's ``matmul``:
+#: ``R_a = a * J_a^T (R / (2 z + eps))``, the same for ``b``); an elementwise ``a * b`` gives
+#: ``R / 2`` to each (LXT's ``mul2``). ``epsilon`` (default 1e-8) as in a stabilizer.
+uniform = _uniform()
+#: For a softmax (AttnLRP's softmax rule, Achtibat et al. 2024, Prop. 3.1):
+#: ``R_in = x * (R - s * sum(R))`` over the softmax's axes, with ``s`` its output and ``x`` its
+#: input (``-inf`` inputs count 0); the rest is absorbed (its bias term).
+softmax = Rule("softmax", "softmax")
 
-RULE_NAMES = ("zero", "epsilon", "zplus", "alpha_beta", "gamma", "flat", "wsquare", "zbox", "pass_through", "norm", "gradient", "relu_beta_smooth")
+RULE_NAMES = ("zero", "epsilon", "zplus", "alpha_beta", "gamma", "flat", "wsquare", "zbox", "pass_through", "norm", "gradient", "relu_beta_smooth", "uniform", "softmax")
