@@ -58,6 +58,7 @@ from jaxplain._layers import neuron_gradient as neuron_gradient  # noqa: E402
 from jaxplain._layers import neuron_gradient_shap as neuron_gradient_shap  # noqa: E402
 from jaxplain._layers import neuron_integrated_gradients as neuron_integrated_gradients  # noqa: E402
 from jaxplain._taps import layers as layers  # noqa: E402
+from jaxplain._tokens import token_attribution as token_attribution  # noqa: E402
 from jaxplain._tsne import TSNE as TSNE  # noqa: E402
 from jaxplain._tsne import tsne as tsne  # noqa: E402
 from jaxplain import similarity as similarity  # noqa: E402
@@ -110,5 +111,6 @@ __all__ = [
     "saliency",
     "similarity",
     "smoothgrad",
+    "token_attribution",
     "tsne",
 ]

@@ -183,7 +183,7 @@ def _weighted_explainer(name, f, layer, features, head, upsample, relu, weights_
         m, _, _ = _weighted_map(name, sp, x, args, kwargs, weights_of)
         return _finish(name, m, x, upsample, relu)
 
-    return make_explainer(name, f if f is not None else features, core, options)
+    return make_explainer(name, f if f is not None else features, core, options, integers=True)
 
 
 def grad_cam(
@@ -258,7 +258,7 @@ def grad_cam(
     def core(x, *args, **kwargs):
         return _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed)
 
-    return make_explainer(name, f if f is not None else features, core, options)
+    return make_explainer(name, f if f is not None else features, core, options, integers=True)
 
 
 def grad_cam_plus_plus(

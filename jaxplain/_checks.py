@@ -236,10 +236,12 @@ def check_finite(where: str, name: str, arr: Any) -> None:
 # --------------------------------------------------------------------------- inputs (call time)
 
 
-def check_input(where: str, x: Any) -> Any:
+def check_input(where: str, x: Any, *, integers: bool = False) -> Any:
     """Checks that ``x`` is a pytree of real floating arrays and returns it with leaves as arrays.
 
-    Under a trace only the dtype can be checked; outside one, NaN and Inf are rejected too.
+    Under a trace only the dtype can be checked; outside one, NaN and Inf are rejected too. With
+    ``integers``, integer leaves (tokens) pass too: for methods that differentiate at a layer inside
+    ``f``, never at ``x``.
     """
     leaves, treedef = jax.tree_util.tree_flatten(x)
     if not leaves:
@@ -248,15 +250,25 @@ def check_input(where: str, x: Any) -> Any:
     for path_leaf in leaves:
         leaf = path_leaf if isinstance(path_leaf, jax.Array) else jnp.asarray(path_leaf)
         dtype = leaf.dtype
+        if integers and jnp.issubdtype(dtype, jnp.integer):
+            out.append(leaf)
+            continue
         if not jnp.issubdtype(dtype, jnp.floating):
+            hint = (
+                "Integer inputs are usually tokens: attribute at the embedding layer's output "
+                "instead, e.g. jaxplain.token_attribution(jaxplain.integrated_gradients, f, "
+                "layer='embed'), jaxplain.layer_integrated_gradients(f, layer='embed') or "
+                "jaxplain.layer_lrp(f, layer='embed'), which take the tokens as they are."
+                if jnp.issubdtype(dtype, jnp.integer)
+                else "Cast it first, e.g. x.astype(jnp.float32)."
+            )
             raise TypeError(
                 f"jaxplain.{where}: x must have a real floating dtype, got {dtype}"
-                f"{' (shape ' + str(leaf.shape) + ')' if leaf.ndim else ''}. Attributions are "
-                f"derivatives, which integer and boolean inputs do not have: cast first, e.g. "
-                f"x.astype(jnp.float32)."
+                f"{' (shape ' + str(leaf.shape) + ')' if leaf.ndim else ''}: attributions are "
+                f"derivatives, which integer and boolean inputs do not have. {hint}"
             )
         out.append(leaf)
-    bad = [i for i, leaf in enumerate(out) if not all_finite(leaf)]
+    bad = [i for i, leaf in enumerate(out) if jnp.issubdtype(leaf.dtype, jnp.floating) and not all_finite(leaf)]
     if bad:
         where_x = "x" if len(out) == 1 else f"x (leaves {bad})"
         raise ValueError(

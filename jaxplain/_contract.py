@@ -136,6 +136,7 @@ def make_explainer(
     needs_key: bool = False,
     check: Callable | None = None,
     finish: Callable | None = None,
+    integers: bool = False,
 ) -> Explainer:
     """Builds the public explainer around ``core(x, *args, **kwargs)``.
 
@@ -145,12 +146,14 @@ def make_explainer(
     outside the compiled function, where NaN/Inf can still be seen; ``check(x)``, if given, runs
     there too (a method's own input checks). ``finish(out)``, if given, maps the core's output to
     the attribution outside the compiled function, where concrete values can still raise.
+    ``integers``: ``x`` may hold integer leaves (tokens), for methods that differentiate only at a
+    layer inside ``f``.
     """
     jitted = jax.jit(core)
     tuned: list = []  # the core compiled with jaxplain's options, made on the first direct call
 
     def explain(x, *args, key=None, **kwargs):
-        x = _checks.check_input(method, x)
+        x = _checks.check_input(method, x, integers=integers)
         if check is not None:
             check(x)
         if needs_key:

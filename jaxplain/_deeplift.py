@@ -381,7 +381,7 @@ def layer_deeplift(
                              baseline=baseline)
     if return_delta:
         options["return_delta"] = True
-    return make_explainer(name, f if f is not None else features, core, options)
+    return make_explainer(name, f if f is not None else features, core, options, integers=True)
 
 
 def layer_deeplift_shap(
@@ -424,7 +424,7 @@ def layer_deeplift_shap(
 
     options = _layer_options(f, layer, features, head, attribute_to_layer_input, multiply, other,
                              baselines=baselines, batch_size=batch_size)
-    return make_explainer(name, f if f is not None else features, core, options)
+    return make_explainer(name, f if f is not None else features, core, options, integers=True)
 
 
 def neuron_deeplift(

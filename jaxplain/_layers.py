@@ -67,7 +67,7 @@ def layer_activation(f=None, *, layer=None, features=None, head=None,
     name = "layer_activation"
     sp = _taps.split(name, f, layer, features, head, layer_input=attribute_to_layer_input)
     return make_explainer(name, f or features, sp.activation,
-                          _options(dict(layer=layer), attribute_to_layer_input))
+                          _options(dict(layer=layer), attribute_to_layer_input), integers=True)
 
 
 def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None,
@@ -92,7 +92,8 @@ def layer_gradient_x_activation(f=None, *, layer=None, features=None, head=None,
         a, g = _taps.layer_gradient(sp, x, args, kwargs)
         return _tmap(jnp.multiply, a, g)
 
-    return make_explainer(name, f or features, core, _options(dict(layer=layer), attribute_to_layer_input))
+    return make_explainer(name, f or features, core, _options(dict(layer=layer), attribute_to_layer_input),
+                          integers=True)
 
 
 def layer_integrated_gradients(
@@ -153,7 +154,8 @@ def layer_integrated_gradients(
                    batch_size=opts.batch_size)
     if not multiply:
         options["multiply_by_inputs"] = False
-    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input))
+    return make_explainer(name, f or features, core, _options(options, attribute_to_layer_input),
+                          integers=True)
 
 
 def layer_conductance(

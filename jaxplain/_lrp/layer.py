@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import jax
+import jax.numpy as jnp
+
 from jaxplain import _checks, _paths, _taps
 from jaxplain._contract import Explainer, make_explainer
 from jaxplain._interpret import interpret
@@ -84,7 +87,8 @@ def layer_lrp(
         program = interpret(upper, (a, x), args, kwargs, softmax=True)
         # the program computes the layer below as f does and then drops it (make_jaxpr keeps
         # dead code), so its layers are f's, in f's order: each keeps its place and position tags
-        if program.layers() != network:
+        floats = any(jnp.issubdtype(leaf.dtype, jnp.floating) for leaf in jax.tree_util.tree_leaves(x))
+        if floats and program.layers() != network:  # (integer tokens: nothing below is a layer)
             raise LRPError(
                 f"jaxplain.{name}: cut at {layer if f is not None else 'features'!r}, f's program "
                 f"has the layers {program.layers()} instead of {network}; the composite's position "
@@ -101,4 +105,4 @@ def layer_lrp(
         options["attribute_to_layer_input"] = True
     if return_delta:
         options["return_delta"] = True
-    return make_explainer(name, f if f is not None else features, core, options)
+    return make_explainer(name, f if f is not None else features, core, options, integers=True)
