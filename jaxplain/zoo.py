@@ -1,22 +1,35 @@
-"""A small model zoo for the tests and the demo: an MLP, a VGG-style CNN and a ResNet-style CNN, in
-Flax Linen and in Flax NNX, with :func:`linen_to_nnx` to run the same weights in both.
+"""A small model zoo for the tests and the demo: an MLP, a VGG-style CNN, a ResNet-style CNN, a
+Vision Transformer and a text Transformer encoder, in Flax Linen and in Flax NNX, with
+:func:`linen_to_nnx` to run the same weights in both.
 
-================  ========================  ==================================================
-Linen             NNX                       submodules (the Linen ``params`` tree, NNX attributes)
-================  ========================  ==================================================
-:class:`MLP`      :class:`MLPNNX`           ``dense0 .. dense{k-1}``, ``head``
-:class:`VGG`      :class:`VGGNNX`           ``stage{i}/conv0``, ``stage{i}/conv1``, ``head``
-:class:`ResNet`   :class:`ResNetNNX`        ``stem_conv``, ``stem_bn``,
-                                            ``stage{i}/block{j}/conv0 bn0 conv1 bn1``
-                                            (+ ``proj``, ``proj_bn`` when the shape changes),
-                                            ``head``
-================  ========================  ==================================================
+========================  ============================  ==========================================
+Linen                     NNX                           submodules (the Linen ``params`` tree, NNX
+                                                        attributes)
+========================  ============================  ==========================================
+:class:`MLP`              :class:`MLPNNX`               ``dense0 .. dense{k-1}``, ``head``
+:class:`VGG`              :class:`VGGNNX`               ``stage{i}/conv0``, ``stage{i}/conv1``,
+                                                        ``head``
+:class:`ResNet`           :class:`ResNetNNX`            ``stem_conv``, ``stem_bn``,
+                                                        ``stage{i}/block{j}/conv0 bn0 conv1 bn1``
+                                                        (+ ``proj``, ``proj_bn`` when the shape
+                                                        changes), ``head``
+:class:`ViT`              :class:`ViTNNX`               ``patch_embed``, ``block{i}/ln0 attn ln1
+                                                        dense0 dense1``, ``ln``, ``head`` (and the
+                                                        parameters ``cls_token``, ``pos_embed``)
+:class:`TextTransformer`  :class:`TextTransformerNNX`   ``embed``, ``block{i}/...`` as in the ViT,
+                                                        ``ln``, ``head`` (and ``pos_embed``,
+                                                        ``cls_token`` with ``readout="cls"``)
+========================  ============================  ==========================================
 
 The NNX models mirror the Linen paths attribute by attribute (``vgg.stage1.conv1`` holds what
 ``variables["params"]["stage1"]["conv1"]`` holds), so a layer is named the same way in both
 frameworks. The CNNs end in global average pooling and one dense layer named ``head``, so CAM
 applies. Inputs are batches, ``(N, H, W, C)`` for the CNNs and ``(N, ...)`` for the MLP (which
-flattens all but the batch axis); outputs are ``(N, classes)`` logits.
+flattens all but the batch axis); outputs are ``(N, classes)`` logits. The Transformers
+(:mod:`jaxplain._zoo_transformers`, built from stock Flax modules: ``nn.Conv`` patches,
+``nn.Embed``, ``nn.LayerNorm``, ``nn.MultiHeadDotProductAttention`` / ``nnx.MultiHeadAttention``)
+take ``(N, H, W, C)`` images (:class:`ViT`) or ``(N, L)`` integer tokens with an optional padding
+token (:class:`TextTransformer`); the attention softmax runs inside the module ``block{i}/attn``.
 
 Modes: :class:`ResNet` (BatchNorm) takes ``train`` (``model.apply(v, x, train=True,
 mutable=["batch_stats"])`` to train; ``train=False``, the default, for inference). An NNX model
@@ -51,21 +64,27 @@ import numpy as np
 from flax import nnx, traverse_util
 
 from jaxplain import _checks
+from jaxplain._zoo_transformers import READOUTS, TextTransformer, TextTransformerNNX, ViT, ViTNNX
 
 __all__ = [
     "MLP",
     "VGG",
     "ResNet",
+    "ViT",
+    "TextTransformer",
     "MLPNNX",
     "VGGNNX",
     "ResNetNNX",
+    "ViTNNX",
+    "TextTransformerNNX",
+    "READOUTS",
     "linen_to_nnx",
     "make",
     "NAMES",
 ]
 
 #: The architectures :func:`make` knows.
-NAMES = ("mlp", "vgg", "resnet")
+NAMES = ("mlp", "vgg", "resnet", "vit", "text_transformer")
 
 # BatchNorm settings of the ResNets, the same in both frameworks.
 _BN_MOMENTUM = 0.9
@@ -533,7 +552,10 @@ class ResNetNNX(nnx.Module):
 
 # Linen collection -> the NNX variable type that holds it.
 _COLLECTIONS = {"params": nnx.Param, "batch_stats": nnx.BatchStat}
-_TWINS = {MLP: MLPNNX, VGG: VGGNNX, ResNet: ResNetNNX}
+_TWINS = {MLP: MLPNNX, VGG: VGGNNX, ResNet: ResNetNNX, ViT: ViTNNX,
+          TextTransformer: TextTransformerNNX}
+# Options of the zoo's models that change the function but no variable's shape: checked to agree.
+_SAME_OPTIONS = ("act", "readout", "pad_id")
 
 
 def _shape(value: Any) -> tuple[int, ...]:
@@ -553,11 +575,16 @@ def linen_to_nnx(linen_module: nn.Module, variables: Mapping, nnx_model: nnx.Mod
     This works for any Linen / NNX pair whose NNX attribute paths mirror the Linen module names
     and whose variables are named alike (``nn.Dense`` / ``nnx.Linear`` and ``nn.Conv`` /
     ``nnx.Conv``: ``kernel``, ``bias``; ``nn.BatchNorm`` / ``nnx.BatchNorm``: ``scale``,
-    ``bias``, ``mean``, ``var``), in particular for the zoo's pairs (:class:`MLP` and
-    :class:`MLPNNX`, :class:`VGG` and :class:`VGGNNX`, :class:`ResNet` and
-    :class:`ResNetNNX`). It checks names and shapes only, so the two models must also compute
-    the same function of their variables; for the zoo's pairs it checks that the activations
-    agree.
+    ``bias``, ``mean``, ``var``; ``nn.LayerNorm`` / ``nnx.LayerNorm``: ``scale``, ``bias``;
+    ``nn.Embed`` / ``nnx.Embed``: ``embedding``; ``nn.MultiHeadDotProductAttention`` /
+    ``nnx.MultiHeadAttention``: ``query``, ``key``, ``value``, ``out``, each ``kernel`` and
+    ``bias``; a parameter of the module itself, e.g. ``params/pos_embed``, goes to the
+    ``nnx.Param`` attribute ``pos_embed``), in particular for the zoo's pairs (:class:`MLP` and
+    :class:`MLPNNX`, :class:`VGG` and :class:`VGGNNX`, :class:`ResNet` and :class:`ResNetNNX`,
+    :class:`ViT` and :class:`ViTNNX`, :class:`TextTransformer` and
+    :class:`TextTransformerNNX`). It checks names and shapes only, so the two models must also
+    compute the same function of their variables; for the zoo's pairs it checks that the
+    activations (and the Transformers' ``readout`` and ``pad_id``) agree.
 
     Args:
       linen_module: the Linen module ``variables`` belong to.
@@ -573,7 +600,7 @@ def linen_to_nnx(linen_module: nn.Module, variables: Mapping, nnx_model: nnx.Mod
         architectures.
       ValueError: ``variables`` holds a collection other than ``params`` and ``batch_stats``,
         the two models' variables differ in a path or a shape (the first mismatch is named), or
-        zoo models differ in their activation.
+        zoo models differ in their activation, ``readout`` or ``pad_id``.
 
     Example:
       >>> import jax, jax.numpy as jnp
@@ -685,30 +712,37 @@ def _check_twins(name: str, linen_module: nn.Module, nnx_model: nnx.Module) -> N
         expected = twin.__name__ if twin is not None else "the matching Linen model"
         raise TypeError(
             f"jaxplain.{name}: {linen_type.__name__} and {type(nnx_model).__name__} are different "
-            f"architectures; pass {expected} (zoo pairs: MLP/MLPNNX, VGG/VGGNNX, ResNet/ResNetNNX)."
+            f"architectures; pass {expected} (zoo pairs: MLP/MLPNNX, VGG/VGGNNX, ResNet/ResNetNNX, "
+            f"ViT/ViTNNX, TextTransformer/TextTransformerNNX)."
         )
-    if linen_module.act is not nnx_model.act:
-        raise ValueError(
-            f"jaxplain.{name}: the models' activations differ ({_fn_name(linen_module.act)} in "
-            f"the Linen module, {_fn_name(nnx_model.act)} in the NNX model); build the NNX model "
-            f"with act={_fn_name(linen_module.act)}."
-        )
+    for option in _SAME_OPTIONS:
+        if not hasattr(linen_module, option):
+            continue
+        a, b = getattr(linen_module, option), getattr(nnx_model, option)
+        if not (a is b if option == "act" else a == b):
+            what = "activations" if option == "act" else f"{option} options"
+            raise ValueError(
+                f"jaxplain.{name}: the models' {what} differ ({_fn_name(a)} in the Linen module, "
+                f"{_fn_name(b)} in the NNX model); build the NNX model with {option}={_fn_name(a)}."
+            )
 
 
-def _fn_name(fn: Callable) -> str:
-    return getattr(fn, "__name__", repr(fn))
+def _fn_name(fn: Any) -> str:
+    return fn.__name__ if callable(fn) and hasattr(fn, "__name__") else repr(fn)
 
 
 # =========================================================================== make
 
 
 def make(name: str, framework: str = "linen", **kwargs: Any) -> nn.Module | nnx.Module:
-    """A zoo model by name: ``"mlp"``, ``"vgg"`` or ``"resnet"``, in ``"linen"`` or ``"nnx"``.
+    """A zoo model by name: ``"mlp"``, ``"vgg"``, ``"resnet"``, ``"vit"`` or
+    ``"text_transformer"``, in ``"linen"`` or ``"nnx"``.
 
     Args:
       name: one of :data:`NAMES`.
       framework: ``"linen"`` (an unbound module; ``init`` it) or ``"nnx"`` (a built model;
         ``kwargs`` must then hold ``rngs=``, and ``in_shape=`` for the MLP).
+        ``"text_transformer"`` needs ``vocab=`` and ``length=``.
       **kwargs: the model's arguments, e.g. ``features=(8, 16)``, ``classes=4``.
 
     Example:
@@ -729,7 +763,8 @@ def make(name: str, framework: str = "linen", **kwargs: Any) -> nn.Module | nnx.
     """
     name = _checks.check_choice("zoo.make", "name", name, NAMES)
     framework = _checks.check_choice("zoo.make", "framework", framework, ("linen", "nnx"))
-    linen_type = {"mlp": MLP, "vgg": VGG, "resnet": ResNet}[name]
+    linen_type = {"mlp": MLP, "vgg": VGG, "resnet": ResNet, "vit": ViT,
+                  "text_transformer": TextTransformer}[name]
     if framework == "linen":
         return linen_type(**kwargs)
     if "rngs" not in kwargs:
