@@ -87,7 +87,34 @@ def _resize(m: jax.Array, size: tuple[int, int], interpolation: str) -> jax.Arra
     return jax.image.resize(m, size, "bilinear", antialias=False).astype(m.dtype)
 
 
-def _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed):
+def _tokens_to_grid(name, a, reshape):
+    """A token layer ``(L, K)`` as a patch grid ``(h, w, K)``: the leading ``L - h w`` tokens
+    (class tokens) dropped, as pytorch-grad-cam's ``reshape_transform`` for ViTs."""
+    if callable(reshape):
+        out = reshape(a)
+        if jnp.ndim(out) != 3:
+            raise ValueError(f"jaxplain.{name}: reshape(A) must return an (h, w, channels) array, got "
+                             f"shape {jnp.shape(out)} from A of shape {jnp.shape(a)}.")
+        return out
+    h, w = reshape
+    if jnp.ndim(a) != 2 or a.shape[0] < h * w:
+        raise ValueError(f"jaxplain.{name}: reshape={reshape} needs a token layer (L, K) with L >= "
+                         f"{h * w}, got shape {jnp.shape(a)}.")
+    return jnp.reshape(a[a.shape[0] - h * w:], (h, w, a.shape[1]))
+
+
+def _check_reshape(name, reshape):
+    if reshape is None or callable(reshape):
+        return reshape
+    if (isinstance(reshape, tuple) and len(reshape) == 2
+            and all(isinstance(n, int) and not isinstance(n, bool) and n > 0 for n in reshape)):
+        return reshape
+    raise TypeError(f"jaxplain.{name}: reshape must be None, a grid (h, w) of positive ints (tokens to "
+                    f"patches, leading class tokens dropped) or a callable A -> (h, w, channels), got "
+                    f"{reshape!r}.")
+
+
+def _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed, reshape=None):
     """Grad-CAM on a layer of any layout, as Captum's ``LayerGradCam``: ``(h, w, K)`` (a
     convolution), ``(L, K)`` (a sequence: the mean over ``L``) or ``(K,)`` (a dense layer: the
     gradient itself weights each unit); leading axes of size 1 are the batch the model saw (down
@@ -105,6 +132,16 @@ def _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed):
     if len(core_shape) == 2 and core_shape[0] == 1:
         core_shape = core_shape[1:]
     a, g = jnp.reshape(a, core_shape), jnp.reshape(g, core_shape)
+    if reshape is not None:
+        a, g = _tokens_to_grid(name, a, reshape), _tokens_to_grid(name, g, reshape)
+        core_shape = a.shape
+    elif len(core_shape) == 2 and upsample and isinstance(x, jax.Array) and jnp.ndim(x) == 3:
+        raise ValueError(
+            f"jaxplain.{name}: the layer's output {shape} is a sequence of {core_shape[0]} tokens, "
+            f"but x is an image {jnp.shape(x)}: a (tokens,) map stretched over it would be "
+            f"meaningless. For a ViT pass reshape=(h, w), the patch grid (leading class tokens "
+            f"dropped), or a callable A -> (h, w, channels); or upsample=False for the map per token."
+        )
     space = tuple(range(len(core_shape) - 1))
     w = jnp.mean(g, axis=space) if space else g
     m = a * w.astype(a.dtype)
@@ -196,6 +233,7 @@ def grad_cam(
     relu: bool = True,
     attr_dim_summation: bool = True,
     attribute_to_layer_input: bool = False,
+    reshape: Any = None,
 ) -> Explainer:
     """Grad-CAM: the layer's channels weighted by the spatial mean of ``dF/dA``.
 
@@ -224,6 +262,10 @@ def grad_cam(
         map per channel, ``alpha_k A_k`` with the channel axis last (Captum's option).
       attribute_to_layer_input: weight the channels of the module's first positional input
         instead of its output (Captum's option).
+      reshape: for a token layer ``(L, K)`` of a Vision Transformer: the patch grid ``(h, w)``
+        (the leading ``L - h w`` class tokens dropped) or a callable ``A -> (h, w, K)``, as
+        pytorch-grad-cam's ``reshape_transform``. A token layer on an image input without it
+        raises (its map would be a strip stretched over the image).
 
     Returns:
       ``explain(x, *args)`` returning the map, ``(H, W)`` (or ``(h, w)`` without ``upsample``;
@@ -254,9 +296,12 @@ def grad_cam(
     summed = _checks.check_bool(name, "attr_dim_summation", attr_dim_summation)
     if not summed:
         options["attr_dim_summation"] = False
+    reshape = _check_reshape(name, reshape)
+    if reshape is not None:
+        options["reshape"] = reshape
 
     def core(x, *args, **kwargs):
-        return _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed)
+        return _grad_cam_map(name, sp, x, args, kwargs, upsample, relu, summed, reshape)
 
     return make_explainer(name, f if f is not None else features, core, options, integers=True)
 

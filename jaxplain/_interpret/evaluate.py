@@ -44,7 +44,8 @@ class Site(NamedTuple):
       relu: for an activation region, whether it is exactly one ReLU of its root.
       axes: for a softmax, the axes it normalizes over.
       frozen: for a normalization (kinds ``"layer_norm"``, ``"rms_norm"``), the same function of
-        its input with the statistics factor held constant (the identity rule on the division).
+        its input with the statistics factor held constant (the identity rule on the division);
+        for a softmax, its input laid out as its output (``input -> logits``, moved by transposes).
     """
 
     kind: str
@@ -228,14 +229,19 @@ def _layer(run, eqns, layer: A.Layer, read, plain, scope, prefix, index):
 def _softmax(run, eqns, group: PT.Softmax, read, prefix, index):
     members = [eqns[j] for j in group.members]
 
-    def softmax(c):
+    def values(c):
         local = {group.input: c}
         for e in members:
             local.update(zip(e.outvars, P.bind(e, [local[w] if P.is_var(w) else w.val for w in e.invars])))
-        return [local[members[-1].outvars[0]]]
+        return local
 
+    def softmax(c):
+        return [values(c)[members[-1].outvars[0]]]
+
+    logits = group.logits if group.logits is not None else group.input
     last = members[-1]
-    site = Site("softmax", last, P.module_path(prefix, last), index, what="a softmax", axes=group.axes)
+    site = Site("softmax", last, P.module_path(prefix, last), index, what="a softmax", axes=group.axes,
+                frozen=lambda c: values(c)[logits])
     return run.hooks.op(site, softmax, [read(group.input)], [True])
 
 

@@ -18,6 +18,7 @@ class Softmax(NamedTuple):
     members: tuple
     input: Any
     axes: tuple
+    logits: Any = None  # the softmax's argument as the output is laid out (the input, or moved)
 
 
 _SHAPES = frozenset("broadcast_in_dim reshape expand_dims".split())
@@ -58,12 +59,20 @@ def softmaxes(jaxpr, active, consumers, producer, outs) -> dict:
         d = made_by(c, "sub")
         if d is not None:
             a, shift = eqns[d].invars
-            m, shift_chain = through_shapes(shift, ("stop_gradient", "max"))
+            m, shift_chain = through_shapes(shift, ("stop_gradient", "max", "transpose"))
             r = made_by(m, "reduce_max")
             maxes_ok = all(eqns[q].primitive.name != "max" or not all(P.is_var(w) for w in eqns[q].invars)
                            for q in shift_chain)
-            if r is not None and eqns[r].invars[0] is a and maxes_ok and tuple(eqns[r].params["axes"]) == axes:
-                c, members = a, members + [d, r, *shift_chain]
+            # the logits may reach the subtraction transposed (jax.nn.dot_product_attention)
+            src, moved = a, []
+            while made_by(src, "transpose") is not None and eqns[made_by(src, "transpose")].invars[0] is not None:
+                moved.append(made_by(src, "transpose"))
+                src = eqns[moved[-1]].invars[0]
+            if r is not None and eqns[r].invars[0] is not src:
+                src, moved = a, []
+            same = (not moved and tuple(eqns[r].params["axes"]) == axes) if r is not None else False
+            if r is not None and eqns[r].invars[0] is src and maxes_ok and (same or moved):
+                c, members = src, members + [d, r, *shift_chain, *moved]
         group = set(members)
         made = {o for q in group for o in eqns[q].outvars}
         if any(  # each intermediate read only inside, each operand c, a literal or an intermediate
@@ -71,7 +80,8 @@ def softmaxes(jaxpr, active, consumers, producer, outs) -> dict:
             for q in group if q != i for o in eqns[q].outvars
         ) or any(P.is_var(w) and w is not c and w not in made for q in group for w in eqns[q].invars):
             continue
-        found[i] = Softmax(tuple(sorted(group)), c, axes)
+        logits = eqns[d].invars[0] if d is not None and c is not eqns[e].invars[0] else c
+        found[i] = Softmax(tuple(sorted(group)), c, axes, logits)
     return found
 
 

@@ -187,7 +187,7 @@ class LRPHooks:
         rule = self.ctx.rule(site.kind, site.eqn, site.path, what=site.what,
                              primitive=site.kind if named else None)
         if rule.kind == "softmax":
-            return _softmax_rule(fn, invals, site.axes)
+            return _softmax_rule(fn, invals, site.axes, site.frozen)
         if rule.kind == "uniform":
             return _uniform_rule(rule, site.eqn, fn, invals, active)
         if site.frozen is not None and rule.kind == "layer":  # the identity rule on the division
@@ -205,13 +205,15 @@ def _with_bias(lin):
     return fn
 
 
-def _softmax_rule(fn, invals, axes):
-    """AttnLRP's softmax rule: ``R_in = x * (R - s * sum(R))`` over ``axes``."""
+def _softmax_rule(fn, invals, axes, logits_of):
+    """AttnLRP's softmax rule: ``R_in = x * (R - s * sum(R))`` over ``axes``, with ``x`` the logits
+    laid out as the output (``logits_of``), moved back to the input's layout."""
 
     def backward(args, out, r):
-        (x,), s_, r = args, first(out), first(r)
+        (c,), s_, r = args, first(out), first(r)
+        x, back = jax.vjp(logits_of, c)
         x0 = jnp.where(jnp.isneginf(x), jnp.zeros_like(x), x)
-        return [x0 * (r - s_ * jnp.sum(r, axis=axes, keepdims=True))]
+        return [back(x0 * (r - s_ * jnp.sum(r, axis=axes, keepdims=True)))[0]]
 
     return _wrap_multi(fn, backward, invals)
 
