@@ -147,7 +147,14 @@ def main(argv=None) -> dict:
         paths.append(path)
         print(f"wrote {path}")
     paths.append(_tsne_gallery(model, variables, args, k_explain))
-    return {"accuracy": acc, "paths": paths, "attributions": attributions}
+    from jaxplain import _demo_transformers as tr
+
+    k_vit, k_text = jax.random.split(k_train)
+    vit_path, vit_maps = tr.vit_gallery(args, k_vit)
+    text_paths, text_scores = tr.text_gallery(args, k_text)
+    paths += [vit_path, *text_paths]
+    return {"accuracy": acc, "paths": paths, "attributions": attributions,
+            "transformers": {**vit_maps, **{f"text {k}": s for k, s in text_scores.items()}}}
 
 
 def _tsne_gallery(model, variables, args, key) -> str:

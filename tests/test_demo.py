@@ -17,3 +17,7 @@ def test_demo_quick_run_writes_the_gallery(tmp_path):
     for name, attr in result["attributions"].items():
         assert attr.shape[0] == 2, name
         assert np.all(np.isfinite(attr)) and np.any(attr != 0), name
+    for name in ("vit.png", "text.png", "text.html"):
+        assert (tmp_path / "g" / name).exists(), name
+    for name, attr in result["transformers"].items():
+        assert attr.shape[0] == 2 and np.all(np.isfinite(attr)) and np.any(attr != 0), name
