@@ -110,23 +110,18 @@ def test_token_order_bad_input(kwargs, match):
 # ----------------------------------------------------------------------------- Transformers
 
 
-def test_training_a_text_transformer_learns_the_token_order():
-    train = data.token_order(4096, length=12, vocab=16, min_length=6, seed=0)
-    test = data.token_order(512, length=12, vocab=16, min_length=6, seed=1)
-    model = zoo.TextTransformer(vocab=16, length=12, width=32, depth=1, heads=4, mlp=64,
-                                classes=2, pad_id=data.PAD)
-    v = models.train_classifier(model, train.tokens, train.labels, key=jax.random.key(0),
-                                steps=300, warmup=30, progress=False)
-    assert models.accuracy(model, v, test.tokens, test.labels) > 0.9  # chance is 0.5
+# A text Transformer learning data.token_order is checked where its attributions are
+# (tests/test_transformer_answers.py: held-out accuracy > 0.9 after 300 steps).
 
 
 def test_training_a_vit_learns_the_shapes():
-    train = data.shapes(4096, size=16, seed=0)
-    test = data.shapes(512, size=16, seed=1)
-    model = zoo.ViT(image_size=16, patch=4, width=32, depth=2, heads=4, mlp=64, classes=4)
+    train = data.shapes(2048, size=16, seed=0)
+    test = data.shapes(256, size=16, seed=1)
+    model = zoo.ViT(image_size=16, patch=4, width=32, depth=1, heads=4, mlp=64, classes=4)
     v = models.train_classifier(model, train.images, train.labels, key=jax.random.key(0),
-                                steps=400, warmup=40, progress=False)
-    assert models.accuracy(model, v, test.images, test.labels) > 0.7  # chance 0.25; measured 0.87
+                                steps=200, warmup=20, progress=False)
+    acc = models.accuracy(model, v, test.images, test.labels)
+    assert acc > 0.6, acc  # chance 0.25
 
 
 @pytest.mark.parametrize("kwargs, match", [({"steps": 0}, "steps must be an int >= 1"),
