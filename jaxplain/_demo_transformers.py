@@ -28,7 +28,7 @@ def _timed(label, fn):
 
 def vit_gallery(args, key) -> tuple[str, dict]:
     size, patch, grid = 16, 4, 4
-    train = data.shapes(600 if args.quick else 3000, size=size, seed=args.seed)
+    train = data.shapes(256 if args.quick else 3000, size=size, seed=args.seed)
     test = data.shapes(max(200, args.images), size=size, seed=args.seed + 1)
     model = zoo.ViT(image_size=size, patch=patch, width=32, depth=2, heads=4, mlp=64, classes=len(data.CLASSES))
     v = models.train_classifier(model, train.images, train.labels, key=key, steps=40 if args.quick else 1500,
@@ -56,7 +56,7 @@ def vit_gallery(args, key) -> tuple[str, dict]:
 def text_gallery(args, key) -> tuple[list[str], dict]:
     import matplotlib.pyplot as plt
 
-    train = data.token_order(2000, length=12, vocab=16, min_length=6, seed=args.seed)
+    train = data.token_order(256 if args.quick else 2000, length=12, vocab=16, min_length=6, seed=args.seed)
     test = data.token_order(max(100, args.images), length=12, vocab=16, min_length=6, seed=args.seed + 1)
     model = zoo.TextTransformer(vocab=16, length=12, width=32, depth=1, heads=4, mlp=64, classes=2,
                                 pad_id=data.PAD)

@@ -82,7 +82,7 @@ def test_every_family_at_the_embedding_and_a_batch_of_padded_sequences(encoder):
         "saliency": lambda: jx.token_attribution(jx.gradient_x_input, f, layer="embed"),
         "lrp": lambda: jx.token_attribution(jx.lrp, f, layer="embed", rules=jx.composites.attn_lrp()),
         "smoothgrad": lambda: jx.token_attribution(
-            lambda g: jx.smoothgrad(jx.gradient(g), samples=4, sigma=0.1), f, layer="embed"),
+            lambda g: jx.smoothgrad(jx.gradient(g), samples=2, sigma=0.1), f, layer="embed"),
     }
     for name, make in makers.items():
         ex = make()
