@@ -374,7 +374,7 @@ def _expected_gradients(name, f, baselines, samples, sigma, batch_size, multiply
         ref_leaves = _checks.check_reference_shapes(name, refs, x)
 
         def one(k):
-            xs, bs, point = _paths.shap_draw(k, leaves, ref_leaves, n_refs, sigma)
+            xs, bs, point, _ = _paths.shap_draw(k, leaves, ref_leaves, n_refs, sigma)
             diffs = [xi - bi for xi, bi in zip(xs, bs)]
             g = grad_f(jax.tree_util.tree_unflatten(treedef, point), *args, **kwargs)
             if not multiply:

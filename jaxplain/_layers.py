@@ -445,13 +445,18 @@ def layer_gradient_shap(
         ref_leaves = _checks.check_reference_shapes(name, refs, x)
         tree = lambda ls: jax.tree_util.tree_unflatten(treedef, ls)
 
+        act = lambda ls: sp.activation(tree(ls), *args, **kwargs)
+        if multiply:  # the layer at each reference (and at x without noise) once, not per draw
+            a_refs = _paths.chunked_map(act, list(ref_leaves), batch_size=batch_size, like=x)
+            a_clean = act(leaves) if sigma == 0 else None
+
         def one(k):
-            xs, bs, point = _paths.shap_draw(k, leaves, ref_leaves, n_refs, sigma)
+            xs, _, point, idx = _paths.shap_draw(k, leaves, ref_leaves, n_refs, sigma)
             _, g = _taps.layer_gradient(sp, tree(point), args, kwargs)
             if not multiply:
                 return g
-            a_x = sp.activation(tree(xs), *args, **kwargs)
-            a_b = sp.activation(tree(bs), *args, **kwargs)
+            a_x = a_clean if a_clean is not None else act(xs)
+            a_b = _tmap(lambda r: r[idx], a_refs)
             return _tmap(lambda p, q, gg: (p - q) * gg, a_x, a_b, g)
 
         total = _paths.chunked_sum(one, jax.random.split(key, samples), batch_size=batch_size, like=x)

@@ -291,7 +291,8 @@ def normal(key, shape, dtype):
 
 
 def shap_draw(key, leaves: list, ref_leaves: list, n_refs: int, sigma: float):
-    """One draw of expected gradients / gradient SHAP, ``(x', b, point)`` as lists of leaves: a
+    """One draw of expected gradients / gradient SHAP, ``(x', b, point, index of b)`` (the first
+    three as lists of leaves): a
     baseline ``b`` picked uniformly from the reference set, ``x' = x + N(0, sigma^2)`` noise and
     ``point = b + alpha (x' - b)`` with ``alpha ~ U(0, 1)``; ``key`` splits into the three draws."""
     k_idx, k_alpha, k_noise = jax.random.split(key, 3)
@@ -304,7 +305,7 @@ def shap_draw(key, leaves: list, ref_leaves: list, n_refs: int, sigma: float):
     ]
     bs = [r[idx] for r in ref_leaves]
     point = [bi + alpha.astype(xi.dtype) * (xi - bi) for xi, bi in zip(xs, bs)]
-    return xs, bs, point
+    return xs, bs, point, idx
 
 
 def tree_total(tree) -> jax.Array:
