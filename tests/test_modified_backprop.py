@@ -173,3 +173,11 @@ def test_a_layernorm_variance_clamp_is_not_a_relu():
     # a ReLU after the LayerNorm is still one
     g = lambda x: model.apply(v, x[None], method=lambda m, x: m.__call__(x))[0, 1] + jnp.sum(jax.nn.relu(x) * -1.0)
     assert not np.allclose(jx.guided_backprop(g)(xs[0]), jax.grad(g)(xs[0]))
+
+
+def test_a_relu_before_a_square_root_of_an_activation_is_still_a_relu():
+    w = jnp.array([[1.0, -1.0], [1.0, 1.0]])
+    f = lambda x: jnp.sum(-jnp.sqrt(jnp.maximum(x @ w, 0.0) + 1e-3))
+    x = jnp.array([1.0, 2.0])
+    assert not np.allclose(jx.guided_backprop(f)(x), jax.grad(f)(x))  # guided blocks the negative signal
+    np.testing.assert_allclose(jx.guided_backprop(f)(x), 0.0)

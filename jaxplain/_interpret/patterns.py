@@ -89,10 +89,31 @@ _ROOTS = frozenset("sqrt rsqrt".split())
 _BEFORE_ROOT = frozenset("add convert_element_type broadcast_in_dim reshape".split())
 
 
+def _from_a_reduction(jaxpr, eqn) -> bool:
+    """Whether the clamped value is a statistic: every path back from it through elementwise
+    arithmetic and broadcasts ends at a ``reduce_sum`` (a mean of squares, as a variance is)."""
+    producer = {o: e for e in jaxpr.eqns for o in e.outvars}
+    todo = [w for w in eqn.invars if P.is_var(w)]
+    found = False
+    while todo:
+        e = producer.get(todo.pop())
+        if e is None:
+            return False  # a program input reached without a reduction
+        if e.primitive.name == "reduce_sum":
+            found = True
+            continue
+        if e.primitive.name not in _STAT_OPS:
+            return False
+        todo.extend(w for w in e.invars if P.is_var(w))
+    return found
+
+
 def feeds_only_a_root(jaxpr, i: int, consumers: dict) -> bool:
-    """Whether equation ``i``'s output reaches only square roots (through adding constants,
-    casts and broadcasts): a clamp ``max(var, 0)`` before ``rsqrt(var + eps)`` (Flax's LayerNorm),
-    not an activation."""
+    """Whether equation ``i`` clamps a statistic whose only use is a square root (through adding
+    constants, casts and broadcasts): ``max(var, 0)`` before ``rsqrt(var + eps)`` (Flax's
+    LayerNorm), not an activation."""
+    if not _from_a_reduction(jaxpr, jaxpr.eqns[i]):  # sqrt(relu(h)) of an activation stays a ReLU
+        return False
     seen, todo = set(), [jaxpr.eqns[i].outvars[0]]
     outs = {v for v in jaxpr.outvars if P.is_var(v)}
     while todo:
