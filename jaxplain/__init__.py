@@ -43,6 +43,7 @@ from jaxplain._lrp import canonizers as canonizers  # noqa: E402
 from jaxplain._lrp import composites as composites  # noqa: E402
 from jaxplain._lrp import layer_lrp as layer_lrp  # noqa: E402
 from jaxplain._lrp import lrp as lrp  # noqa: E402
+from jaxplain._lrp import lrp_budget as lrp_budget  # noqa: E402
 from jaxplain._lrp import rules as rules  # noqa: E402
 from jaxplain._modified_backprop import deconvnet as deconvnet  # noqa: E402
 from jaxplain._modified_backprop import guided_backprop as guided_backprop  # noqa: E402
@@ -98,6 +99,7 @@ __all__ = [
     "layer_lrp",
     "layers",
     "lrp",
+    "lrp_budget",
     "neuron_conductance",
     "neuron_deconvnet",
     "neuron_deeplift",

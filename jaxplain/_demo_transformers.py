@@ -1,5 +1,6 @@
 """The demo's Transformer panels (``python -m jaxplain``): a ViT on the shapes images and a text
-Transformer on the token-order task, each trained briefly, explained with AttnLRP, attention
+Transformer on the token-order task, each trained briefly, explained with AttnLRP (and its
+relevance budget), CP-LRP, attention
 rollout and flow, Grad-CAM on tokens and token attribution; written as ``vit.png``, ``text.png``
 and ``text.html``."""
 
@@ -39,8 +40,15 @@ def vit_gallery(args, key) -> tuple[str, dict]:
     xs, ts = jnp.asarray(test.images[: args.images]), jnp.asarray(test.labels[: args.images])
     up = lambda m: np.asarray(jax.vmap(lambda a: jax.image.resize(a, (size, size), "bilinear"))(m))
     shown = {}
-    shown["AttnLRP"] = _timed("AttnLRP", lambda: np.asarray(
-        jax.jit(jax.vmap(jx.lrp(f, rules=jx.composites.attn_lrp())))(xs, ts)))
+    books = _timed("AttnLRP (with budget)", lambda: jax.jit(jax.vmap(
+        jx.lrp_budget(f, rules=jx.composites.attn_lrp())))(xs, ts))
+    shown["AttnLRP"] = np.asarray(books.relevance)
+    share = lambda a: float(np.mean(np.asarray(a) / np.asarray(books.output)))
+    kept = ", ".join(f"{k} {share(a):+.0%}" for k, a in books.absorbed.items() if np.any(np.asarray(a)))
+    print(f"  AttnLRP's budget, mean share of f(x): input {share(books.relevance.sum(axis=(1, 2, 3))):+.0%}; "
+          f"kept by {kept}")
+    shown["CP-LRP"] = _timed("CP-LRP", lambda: np.asarray(
+        jax.jit(jax.vmap(jx.lrp(f, rules=jx.composites.cp_lrp())))(xs, ts)))
     roll = _timed("attention rollout", lambda: jax.jit(jax.vmap(jx.attention_rollout(f)))(xs, ts))
     shown["rollout"] = up(np.asarray(roll)[:, 1:].reshape(-1, grid, grid))
     flow = _timed("attention flow", lambda: np.stack([jx.attention_flow(f)(x, t) for x, t in zip(xs, ts)]))

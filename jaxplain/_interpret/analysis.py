@@ -67,6 +67,8 @@ STRUCTURAL = frozenset(
     dynamic_update_slice split scatter""".split()
 )
 SUMS = frozenset("reduce_sum cumsum".split())
+# Shape-only operations that keep what their one input is (attention weights stay weights).
+_MOVES = frozenset("reshape transpose squeeze expand_dims broadcast_in_dim convert_element_type copy copy_p".split())
 # Shape-only operations a layer's output may pass before its bias is added.
 RESHAPES = frozenset("reshape squeeze expand_dims".split())
 AVG_POOL = frozenset(["reduce_window_sum"])
@@ -268,17 +270,19 @@ class Scope(NamedTuple):
     flags: frozenset  # non-floating region members (predicates computed from x)
     nonneg: frozenset  # values known to be >= 0
     calls: dict  # eqn index -> the Scope of its body
+    weights: frozenset = frozenset()  # a softmax's outputs (attention weights), through reshapes
 
 
 def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: dict, *,
-            softmax: bool = False) -> Scope:
+            softmax: bool = False, weights_in: list[bool] | None = None) -> Scope:
     """Classifies every equation of ``jaxpr``; ``active_in`` marks the inputs computed from x,
     ``nonneg_in`` those known to be >= 0. Calls are analyzed too (``memo`` caches bodies). With
     ``softmax``, each softmax (as ``jax.nn.softmax`` spells it: a max shift, ``exp``, a sum and a
     division) is one operation of class ``"softmax"`` instead of its parts, and each LayerNorm /
     RMSNorm (``(c - mean c) * s`` with ``s`` a function of ``c``'s statistics) one of class
-    ``"normalization"``."""
-    key = ("scope", id(jaxpr), tuple(active_in), tuple(nonneg_in or ()), softmax)
+    ``"normalization"``; ``weights_in`` marks the inputs that are a softmax's output (a product
+    with one has the positions of such operands as its ``Op.detail``)."""
+    key = ("scope", id(jaxpr), tuple(active_in), tuple(nonneg_in or ()), softmax, tuple(weights_in or ()))
     if key in memo:
         return memo[key][1]
     active = dependents(jaxpr, active_in, floats=True)
@@ -353,6 +357,7 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
     regions = {v: _region(jaxpr, v, root, member_eqn, active, memo) for v in root}
     ops = []
     nonneg = {v for v, n in zip(jaxpr.invars, nonneg_in or ()) if n}
+    weights = {v for v, w in zip(jaxpr.invars, weights_in or ()) if w}
     calls: dict = {}
     for i, eqn in enumerate(jaxpr.eqns):
         ins = [P.is_var(v) and v in active for v in eqn.invars]
@@ -361,6 +366,7 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
         if i in softmaxes:
             op = Op("softmax", softmaxes[i])
             nonneg.update(eqn.outvars)
+            weights.update(eqn.outvars)
         elif i in norms:
             op = Op("normalization", norms[i])
         elif i in grouped or i in fuse or i in skip or (eqn.outvars and eqn.outvars[0] in root):
@@ -385,16 +391,20 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
         elif (name in ENTERED and P.sub_jaxpr(eqn) is not None) or name in P.REMAT:
             sub = P.open_jaxpr(P.sub_jaxpr(eqn))
             inner = analyze(sub, ins, [P.is_var(v) and v in nonneg for v in eqn.invars], memo,
-                            softmax=softmax)
+                            softmax=softmax, weights_in=[P.is_var(v) and v in weights for v in eqn.invars])
             calls[i] = inner
             nonneg.update(o for o, v in zip(eqn.outvars, sub.outvars) if P.is_var(v) and v in inner.nonneg)
+            weights.update(o for o, v in zip(eqn.outvars, sub.outvars) if P.is_var(v) and v in inner.weights)
             op = Op("call", inner)
         elif name in PRODUCTS and n_act == 2:
-            op = Op("product", None, "a product of two x-dependent values")
+            found = tuple(j for j, v in enumerate(eqn.invars) if P.is_var(v) and v in weights)
+            op = Op("product", found, "a product of two x-dependent values")
         elif name in STRUCTURAL:
             op = Op("structural")
             if _keeps_nonneg(eqn, ins, nonneg):
                 nonneg.update(eqn.outvars)
+            if n_act == 1 and name in _MOVES and any(P.is_var(v) and v in weights for v in eqn.invars):
+                weights.update(eqn.outvars)
         elif name in ("add", "sub") and n_act == 2:
             op = Op("sum")
         elif name in SUMS and n_act == 1:
@@ -425,7 +435,8 @@ def analyze(jaxpr, active_in: list[bool], nonneg_in: list[bool] | None, memo: di
             r = regions.get(o)
             if r is not None and o not in flags and (r.relu or _scaled(jaxpr, r, nonneg)):
                 nonneg.add(o)
-    scope = Scope(frozenset(active), tuple(ops), regions, frozenset(flags), frozenset(nonneg), calls)
+    scope = Scope(frozenset(active), tuple(ops), regions, frozenset(flags), frozenset(nonneg), calls,
+                  frozenset(weights))
     memo[key] = (jaxpr, scope)  # keeps the jaxpr alive, so its id is not reused
     return scope
 

@@ -46,6 +46,8 @@ class Site(NamedTuple):
       frozen: for a normalization (kinds ``"layer_norm"``, ``"rms_norm"``), the same function of
         its input with the statistics factor held constant (the identity rule on the division);
         for a softmax, its input laid out as its output (``input -> logits``, moved by transposes).
+      weights: for a product, the positions of its operands that are attention weights (a
+        softmax's output, through reshapes and transposes).
     """
 
     kind: str
@@ -58,6 +60,7 @@ class Site(NamedTuple):
     relu: bool = False
     frozen: Any = None
     axes: tuple = ()
+    weights: tuple = ()
 
 
 class Hooks(Protocol):
@@ -71,6 +74,9 @@ class Hooks(Protocol):
 
     def op(self, site: Site, fn: Callable, invals: list, active: list[bool]) -> list:
         """``fn(*invals)`` (a list of outputs); ``active`` marks the x-dependent inputs."""
+
+    # Optional: ``structural(site, fn, invals, active) -> list`` for shape-only operations
+    # (reshape, concatenate, gather...); without it they keep their ordinary backward pass.
 
 
 class Plain:
@@ -189,7 +195,14 @@ def _evaluate(run: _Run, jaxpr, consts, args, scope: A.Scope, prefix: str = "") 
             outs = _evaluate(run, P.open_jaxpr(sub), P.consts_of(sub), invals, op.detail,
                              P.name_stack(prefix, eqn))
         elif cls == "structural":
-            outs = P.bind(eqn, [read(v) for v in eqn.invars])
+            invals = [read(v) for v in eqn.invars]
+            hook = getattr(run.hooks, "structural", None)
+            if hook is None:
+                outs = P.bind(eqn, invals)
+            else:
+                active = [P.is_var(v) and v in scope.active for v in eqn.invars]
+                site = Site("structural", eqn, P.module_path(prefix, eqn), count("structural"))
+                outs = hook(site, lambda *a, e=eqn: P.bind(e, list(a)), invals, active)
         elif cls == "softmax":
             outs = _softmax(run, eqns, op.detail, read, prefix, count("op"))
         elif cls == "normalization":
@@ -197,7 +210,8 @@ def _evaluate(run: _Run, jaxpr, consts, args, scope: A.Scope, prefix: str = "") 
         else:  # sum, avg_pool, max_pool, other
             invals = [read(v) for v in eqn.invars]
             active = [P.is_var(v) and v in scope.active for v in eqn.invars]
-            site = Site(cls, eqn, P.module_path(prefix, eqn), count("op"), what=op.what)
+            site = Site(cls, eqn, P.module_path(prefix, eqn), count("op"), what=op.what,
+                        weights=op.detail if cls == "product" else ())
             outs = run.hooks.op(site, lambda *a, e=eqn: P.bind(e, list(a)), invals, active)
         env.update(zip(eqn.outvars, outs))
     return [read(v) for v in jaxpr.outvars]

@@ -64,6 +64,7 @@ __all__ = [
     "epsilon_alpha2_beta1",
     "epsilon_alpha2_beta1_flat",
     "attn_lrp",
+    "cp_lrp",
     "KINDS",
 ]
 
@@ -369,3 +370,29 @@ def attn_lrp(*, epsilon: float = 1e-6, sum_epsilon: float = 1e-8) -> Composite:
         },
         default=linear,
     )
+
+
+def cp_lrp(*, epsilon: float = 1e-6, sum_epsilon: float = 1e-8) -> Composite:
+    """CP-LRP for Transformers (Ali et al. 2022): :func:`attn_lrp` with the attention weights held
+    constant.
+
+    A product with attention weights (``A . v``: a softmax's output times an x-dependent value)
+    gets :data:`jaxplain.rules.attention_head`, the epsilon rule with ``A`` constant, so all of
+    its relevance goes to the values ``v`` and none to the softmax, ``q`` or ``k``; LayerNorm gets
+    the epsilon rule with its statistics held constant (the paper's LN rule); other products
+    (gates) are split uniformly. Without biases, class tokens and position embeddings, CP-LRP is
+    conservative up to what its stabilizers absorb.
+
+    Example:
+      >>> import jaxplain as jx
+      >>> dict(jx.composites.cp_lrp().types)["product"]
+      Rule('attention_head', epsilon=stabilizer(1e-08, signed=False))
+
+    References:
+      Ali, Schnake, Eberle, Montavon, Müller & Wolf (2022), "XAI for Transformers: Better
+      Explanations through Conservative Propagation", ICML.
+    """
+    base = attn_lrp(epsilon=epsilon, sum_epsilon=sum_epsilon)
+    types = dict(base.types)
+    types["product"] = R.attention_head(epsilon=dict(types["product"].options)["epsilon"])
+    return custom(types=types, default=base.default)

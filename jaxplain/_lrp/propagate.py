@@ -107,8 +107,8 @@ class Context(NamedTuple):
         if rule.kind == "softmax" and kind != "softmax":
             raise LRPError(f"jaxplain.{self.method}: the rule 'softmax' is for a softmax, but it was "
                            f"given to a {kind or 'other'} operation {eqn.primitive.name!r} ({where}).")
-        if rule.kind == "uniform" and kind != "product":
-            raise LRPError(f"jaxplain.{self.method}: the rule 'uniform' splits a product of two "
+        if rule.kind in ("uniform", "attention_head") and kind != "product":
+            raise LRPError(f"jaxplain.{self.method}: the rule {rule.name!r} splits a product of two "
                            f"x-dependent values, but it was given to a {kind or 'other'} operation "
                            f"{eqn.primitive.name!r} ({where}).")
         R.check_configured(rule, f"jaxplain.{self.method} ({where})")  # a Composite built by hand
@@ -190,6 +190,12 @@ class LRPHooks:
             return _softmax_rule(fn, invals, site.axes, site.frozen)
         if rule.kind == "uniform":
             return _uniform_rule(rule, site.eqn, fn, invals, active)
+        if rule.kind == "attention_head":  # attention weights constant; other products uniform
+            weights = [i for i in site.weights if active[i]]
+            kept = [a and i not in weights for i, a in enumerate(active)]
+            if not weights or not any(kept):
+                return _uniform_rule(rule, site.eqn, fn, invals, active)
+            return _uniform_rule(rule, site.eqn, fn, invals, kept)
         if site.frozen is not None and rule.kind == "layer":  # the identity rule on the division
             fn = site.frozen
         return apply_op_rule(self.ctx, rule, site.eqn, fn, invals, active)

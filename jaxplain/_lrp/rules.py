@@ -66,6 +66,7 @@ __all__ = [
     "relu_beta_smooth",
     "uniform",
     "softmax",
+    "attention_head",
 ]
 
 # Input modifiers, by name (the propagation knows which ones vanish for a non-negative input).
@@ -498,6 +499,15 @@ def _uniform(epsilon: Any = 1e-8, **rest) -> Rule:
     return Rule("uniform", "uniform", (), eps, (("epsilon", epsilon),))
 
 
+def _attention_head(epsilon: Any = 1e-8, **rest) -> Rule:
+    if rest:
+        raise TypeError(
+            f"jaxplain.rules.attention_head: unknown option(s) {', '.join(sorted(rest))}; it takes epsilon=."
+        )
+    eps = _check_stabilizer("attention_head", epsilon, "epsilon")
+    return Rule("attention_head", "attention_head", (), eps, (("epsilon", epsilon),))
+
+
 _FACTORIES: dict[str, Callable[..., Rule]] = {
     "zero": _zero,
     "epsilon": _epsilon,
@@ -510,6 +520,7 @@ _FACTORIES: dict[str, Callable[..., Rule]] = {
     "zbox": _zbox,
     "relu_beta_smooth": _relu_beta_smooth,
     "uniform": _uniform,
+    "attention_head": _attention_head,
 }
 
 #: LRP-0: ``R_j = sum_k x_j w_jk / z_k R_k`` (Bach et al. 2015); zero denominators drop relevance.
@@ -551,5 +562,10 @@ uniform = _uniform()
 #: ``R_in = x * (R - s * sum(R))`` over the softmax's axes, with ``s`` its output and ``x`` its
 #: input (``-inf`` inputs count 0); the rest is absorbed (its bias term).
 softmax = Rule("softmax", "softmax")
+#: For a product of two x-dependent values, CP-LRP's AH rule (Ali et al. 2022): attention weights
+#: (a softmax's output) are constants, so ``A . v`` hands all of ``R`` to ``v`` by the epsilon rule
+#: (``R_v = v * A^T (R / (z + eps))``) and the softmax, ``q`` and ``k`` get none; a product
+#: without attention weights (a gate) is split as :data:`uniform` splits it.
+attention_head = _attention_head()
 
-RULE_NAMES = ("zero", "epsilon", "zplus", "alpha_beta", "gamma", "flat", "wsquare", "zbox", "pass_through", "norm", "gradient", "relu_beta_smooth", "uniform", "softmax")
+RULE_NAMES = ("zero", "epsilon", "zplus", "alpha_beta", "gamma", "flat", "wsquare", "zbox", "pass_through", "norm", "gradient", "relu_beta_smooth", "uniform", "softmax", "attention_head")
