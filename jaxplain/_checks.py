@@ -240,8 +240,8 @@ def check_input(where: str, x: Any, *, integers: bool = False) -> Any:
     """Checks that ``x`` is a pytree of real floating arrays and returns it with leaves as arrays.
 
     Under a trace only the dtype can be checked; outside one, NaN and Inf are rejected too. With
-    ``integers``, integer leaves (tokens) pass too: for methods that differentiate at a layer inside
-    ``f``, never at ``x``.
+    ``integers``, integer and boolean leaves (tokens, masks) pass too: for methods that
+    differentiate at a layer inside ``f``, never at ``x``.
     """
     leaves, treedef = jax.tree_util.tree_flatten(x)
     if not leaves:
@@ -250,7 +250,7 @@ def check_input(where: str, x: Any, *, integers: bool = False) -> Any:
     for path_leaf in leaves:
         leaf = path_leaf if isinstance(path_leaf, jax.Array) else jnp.asarray(path_leaf)
         dtype = leaf.dtype
-        if integers and jnp.issubdtype(dtype, jnp.integer):
+        if integers and (jnp.issubdtype(dtype, jnp.integer) or dtype == jnp.bool_):
             out.append(leaf)
             continue
         if not jnp.issubdtype(dtype, jnp.floating):

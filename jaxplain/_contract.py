@@ -151,6 +151,7 @@ def make_explainer(
     """
     jitted = jax.jit(core)
     tuned: list = []  # the core compiled with jaxplain's options, made on the first direct call
+    filtered = _filtered(core)
 
     def explain(x, *args, key=None, **kwargs):
         x = _checks.check_input(method, x, integers=integers)
@@ -160,7 +161,10 @@ def make_explainer(
             kwargs["key"] = _checks.require_key(method, key)
         elif key is not None:
             kwargs["key"] = key  # passed through to f
-        if _compile.at_top_level():  # called directly: compiled with jaxplain's options
+        leaves, tree = jax.tree_util.tree_flatten((args, kwargs))
+        if not all(map(_traced, leaves)):  # e.g. an Equinox module's functions: static
+            out = filtered(_compile.at_top_level(), x, tree, leaves)
+        elif _compile.at_top_level():  # called directly: compiled with jaxplain's options
             if not tuned:
                 options = _compile.compiler_options()
                 tuned.append(jax.jit(core, compiler_options=options) if options else jitted)
@@ -170,3 +174,56 @@ def make_explainer(
         return out if finish is None else finish(out)
 
     return Explainer(explain, method=method, f=f, options=options, needs_key=needs_key)
+
+
+def _traced(leaf: Any) -> bool:
+    """Whether an argument's leaf is traced by the compiled core (arrays and numbers are; other
+    leaves, such as the functions and flags an Equinox module holds, are compiled in)."""
+    return isinstance(leaf, (jax.Array, np.ndarray, np.generic, bool, int, float, complex))
+
+
+class _Static:
+    """The untraced leaves of the arguments and their tree: a static argument of ``jax.jit``,
+    equal by value when the leaves are hashable (as ``equinox.filter_jit`` does), else by id."""
+
+    __slots__ = ("tree", "leaves", "_key")
+
+    def __init__(self, tree, leaves: tuple):
+        self.tree, self.leaves = tree, leaves
+        try:
+            hash(leaves)
+            self._key = (tree, leaves)
+        except TypeError:
+            self._key = (tree, tuple(map(id, leaves)))
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and self._key == other._key
+
+
+def _filtered(core: Callable) -> Callable:
+    """``run(top_level, x, tree, leaves)``: ``core(x, *args, **kwargs)`` compiled with the array
+    leaves of the arguments traced and the others static (equinox.filter_jit's filtering)."""
+
+    def inner(x, dynamic, static):
+        leaves = [d if s is _DYNAMIC else s for d, s in zip(dynamic, static.leaves)]
+        args, kwargs = jax.tree_util.tree_unflatten(static.tree, leaves)
+        return core(x, *args, **kwargs)
+
+    compiled: dict = {}
+
+    def run(top_level: bool, x, tree, leaves):
+        if top_level not in compiled:
+            options = _compile.compiler_options() if top_level else None
+            compiled[top_level] = jax.jit(inner, static_argnums=2,
+                                          **({"compiler_options": options} if options else {}))
+        dynamic = [leaf if _traced(leaf) else None for leaf in leaves]
+        static = _Static(tree, tuple(_DYNAMIC if _traced(leaf) else leaf for leaf in leaves))
+        return compiled[top_level](x, dynamic, static)
+
+    return run
+
+
+_DYNAMIC = object()  # marks a traced leaf's slot among the static leaves

@@ -9,6 +9,9 @@ A layer-based method takes ``f`` and ``layer=``, the path of a module called ins
 * Flax NNX: the attribute path of the submodule (``"blocks/0/ln1"``), for an ``f`` built by
   :func:`jaxplain.flax.from_nnx` (it merges a fresh copy of the model on each call, and the tap
   wraps the submodules of that copy; the user's model is never touched).
+* Equinox: the attribute path of a submodule (``"layers/0"``) of an Equinox module passed to ``f``
+  as an argument, ``f(x, target, model)``; the tap calls ``f`` with a copy of it whose
+  submodules report their outputs (the user's module is never touched).
 * Any other function: pass ``features(x) -> A`` and ``head(A, *args) -> scalar`` instead of
   ``f`` and ``layer``.
 
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import re
 import sys
 from typing import Any, Callable, NamedTuple
@@ -145,9 +149,11 @@ def _linen_interceptor(tap: _Tap):
 
 
 def run(f: Callable, tap: _Tap, x, args, kwargs):
-    """``f(x, *args, **kwargs)`` with ``tap`` seeing every Linen and NNX module call."""
+    """``f(x, *args, **kwargs)`` with ``tap`` seeing every Linen and NNX module call, and every
+    submodule call of the Equinox modules among ``args`` and ``kwargs``."""
     token = _ACTIVE.set(tap)
     try:
+        args, kwargs = _tap_equinox(tap, args, kwargs)
         linen = sys.modules.get("flax.linen")  # f can call Linen modules only if Flax is loaded
         if linen is None:
             return f(x, *args, **kwargs)
@@ -215,14 +221,45 @@ def install_nnx(net) -> None:
             object.__setattr__(parent, path[-1], wrapped)
 
 
+# --------------------------------------------------------------------------- Equinox
+
+
+def _tap_equinox(tap: _Tap, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """``args`` and ``kwargs`` with each Equinox module among them replaced by a copy whose
+    submodules, at attribute paths (``"layers/0"``, ``"blocks/1/attn"``), report to ``tap``."""
+    eqx = sys.modules.get("equinox")  # f can be given Equinox modules only if Equinox is loaded
+    if eqx is None:
+        return args, kwargs
+
+    def tapped(value, path: tuple):
+        if isinstance(value, eqx.Module):
+            copy = object.__new__(type(value))  # how Equinox itself unflattens a module
+            for field in dataclasses.fields(value):
+                if hasattr(value, field.name):
+                    object.__setattr__(copy, field.name,
+                                       tapped(getattr(value, field.name), path + (field.name,)))
+            if path and callable(copy):
+                return _TappedCall(copy, "/".join(map(str, path)), tap)
+            return copy
+        if isinstance(value, (list, tuple)) and not hasattr(value, "_fields"):
+            return type(value)(tapped(v, path + (i,)) for i, v in enumerate(value))
+        if isinstance(value, dict):
+            return {k: tapped(v, path + (k,)) for k, v in value.items()}
+        return value
+
+    root = lambda v: tapped(v, ()) if isinstance(v, eqx.Module) else v
+    return tuple(map(root, args)), {k: root(v) for k, v in kwargs.items()}
+
+
 # --------------------------------------------------------------------------- listing and splitting
 
 
 def layers(f: Callable, x, *args, **kwargs) -> dict[str, Any]:
     """Lists the layers called inside ``f(x, *args)``: ``{module path: output shape}`` in call order.
 
-    Works for Flax Linen modules called inside ``f`` and for ``f`` built by
-    :func:`jaxplain.flax.from_nnx`; nothing is computed (``f`` is traced with ``jax.eval_shape``).
+    Works for Flax Linen modules called inside ``f``, for ``f`` built by
+    :func:`jaxplain.flax.from_nnx`, and for the submodules of Equinox modules passed to ``f`` as
+    arguments (``f(x, target, model)``; paths are attribute paths, ``"layers/0"``); nothing is computed (``f`` is traced with ``jax.eval_shape``).
     For an ``f`` made by :mod:`jaxplain.flax` the shapes are per example (no batch axis).
 
     Example:
@@ -239,7 +276,8 @@ def layers(f: Callable, x, *args, **kwargs) -> dict[str, Any]:
     """
     _checks.check_callable("layers", "f", f)
     tap = _Tap()
-    jax.eval_shape(lambda x, a, kw: run(f, tap, x, a, kw), x, args, kwargs)
+    # args closed over, not traced: they may hold non-array leaves (an Equinox module's functions)
+    jax.eval_shape(lambda x: run(f, tap, x, args, kwargs), x)
     return dict(tap.seen)
 
 
@@ -315,7 +353,8 @@ def split(
                     raise ValueError(
                         f"jaxplain.{method}: no layer {path!r} was called inside f. Valid layer "
                         f"paths: {valid}. (NNX models are reached when f is built by "
-                        f"jaxplain.flax.from_nnx; for other functions pass features= and head=.)"
+                        f"jaxplain.flax.from_nnx, Equinox models when passed to f as an argument; "
+                        f"for other functions pass features= and head=.)"
                     )
                 if len(found) > 1:
                     raise ValueError(

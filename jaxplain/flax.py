@@ -66,19 +66,27 @@ _INFERENCE_FLAGS = {
 # --------------------------------------------------------------------------- shared pieces
 
 
-def _check_options(name: str, output: Any, batched: Any) -> str:
+def _check_options(name: str, output: Any, batched: Any, unpack: Any) -> str:
     output = _checks.check_choice(name, "output", output, OUTPUTS)
     _checks.check_bool(name, "batched", batched)
+    _checks.check_bool(name, "unpack", unpack)
     return output
 
 
-def _apply(model: Callable, x: Any, batched: bool) -> Any:
-    """``model`` on one example: on ``x[None]`` when ``batched``; layer taps then read and replace
-    the model's layers without that axis (jaxplain._taps)."""
+def _apply(name: str, model: Callable, x: Any, batched: bool, unpack: bool) -> Any:
+    """``model`` on one example (``model(*x)`` when ``unpack``): on ``x[None]`` when ``batched``;
+    layer taps then read and replace the model's layers without that axis (jaxplain._taps)."""
+    if unpack and not isinstance(x, (tuple, list)):
+        raise TypeError(
+            f"jaxplain.{name}: with unpack=True, x must be a tuple of the model's positional "
+            f"inputs (the model is called as model(*x)), got {_short(x)}. For a model with one "
+            f"input, leave unpack=False."
+        )
+    call = (lambda xb: model(*xb)) if unpack else model
     if not batched:
-        return model(x)
+        return call(x)
     with _taps.adds_batch_axis():
-        return model(jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], x))
+        return call(jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], x))
 
 
 def _one_example(name: str, out: Any, batched: bool) -> jax.Array:
@@ -218,6 +226,7 @@ def from_linen(
     *,
     output: str = "logits",
     batched: bool = True,
+    unpack: bool = False,
     method: str | Callable | None = None,
     **call_kwargs: Any,
 ) -> Callable:
@@ -250,6 +259,10 @@ def from_linen(
       output: ``"logits"`` (the model's raw output), ``"softmax"`` (alias ``"probability"``) or
         ``"log_softmax"``.
       batched: whether the model expects a leading batch axis; ``f`` still takes one example.
+      unpack: if True, ``x`` is a tuple of the model's positional inputs (e.g. ``(image, text)``
+        or ``(tokens, mask)``) and the model is called as ``model(*x)``, each with its batch
+        axis; an attribution of such an ``x`` is a tuple like it (integer inputs, e.g. tokens,
+        are attributed at a layer inside ``f``, see :func:`jaxplain.token_attribution`).
       method: the module method to apply (a name or a function, as in ``module.apply``);
         ``None`` for ``__call__``.
       **call_kwargs: extra keyword arguments for the method; they override the inference flags.
@@ -297,7 +310,7 @@ def from_linen(
             f"For an NNX model use jaxplain.flax.from_nnx; any other model is already a function: "
             f"pass f = lambda x, t: model(x)[t] to a jaxplain method directly."
         )
-    output = _check_options(name, output, batched)
+    output = _check_options(name, output, batched, unpack)
     if "mutable" in call_kwargs:
         raise TypeError(
             f"jaxplain.{name}: the model is always applied with mutable=False (an explanation "
@@ -310,7 +323,10 @@ def from_linen(
         kwargs["method"] = method
 
     def score(x, target, variables):
-        out = _apply(lambda xb: module.apply(variables, xb, mutable=False, **kwargs), x, batched)
+        def model(*xb):
+            return module.apply(variables, *xb, mutable=False, **kwargs)
+
+        out = _apply(name, model, x, batched, unpack)
         return _select(name, _one_example(name, out, batched), target, output)
 
     if variables is None:
@@ -336,6 +352,7 @@ def from_nnx(
     *,
     output: str = "logits",
     batched: bool = True,
+    unpack: bool = False,
     params_arg: bool = False,
 ) -> Callable:
     """Turns a Flax NNX model into ``f(x, target)``: one score of one example, in inference mode.
@@ -353,6 +370,8 @@ def from_nnx(
       model: a ``flax.nnx.Module``, called as ``model(x)``.
       output: ``"logits"``, ``"softmax"`` (alias ``"probability"``) or ``"log_softmax"``.
       batched: whether the model expects a leading batch axis; ``f`` still takes one example.
+      unpack: if True, ``x`` is a tuple of the model's positional inputs, called as ``model(*x)``
+        (see :func:`from_linen`).
       params_arg: if True, ``f(x, target, state)`` takes an ``nnx.State`` holding some or all of
         the model's variables (e.g. ``nnx.state(model, nnx.Param)`` or ``nnx.state(model)``);
         variables it does not hold come from the model at build time. Differentiate with respect
@@ -401,7 +420,7 @@ def from_nnx(
             f"Linen model use jaxplain.flax.from_linen; any other model is already a function: "
             f"pass f = lambda x, t: model(x)[t] to a jaxplain method directly."
         )
-    output = _check_options(name, output, batched)
+    output = _check_options(name, output, batched, unpack)
     _checks.check_bool(name, "params_arg", params_arg)
     eval_view = nnx.view(
         model, deterministic=True, use_running_average=True, raise_if_not_found=False
@@ -415,7 +434,7 @@ def from_nnx(
     def score(x, target, st):
         net = nnx.merge(graphdef, st, copy=True)  # a fresh copy: nothing f does reaches `state`
         _taps.install_nnx(net)  # layer taps (jaxplain.layers, layer=...), on this copy only
-        out = _apply(net, x, batched)
+        out = _apply(name, net, x, batched, unpack)
         return _select(name, _one_example(name, out, batched), target, output)
 
     if params_arg:

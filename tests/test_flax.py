@@ -422,3 +422,50 @@ def test_nnx_params_arg_rejects_foreign_state():
         h(jnp.ones(3), 0, nnx.State({"extra": nnx.Param(jnp.ones(2)), **other}))
     with pytest.raises(TypeError, match="nnx.State"):
         h(jnp.ones(3), 0, [other])
+
+
+class TwoInputs(nn.Module):
+    """A model with two positional inputs: an image-like vector and a side vector."""
+
+    @nn.compact
+    def __call__(self, a, b):
+        return nn.Dense(3)(jnp.tanh(nn.Dense(5)(a)) * nn.Dense(5)(b))
+
+
+def test_unpack_calls_the_model_with_several_inputs_and_attributes_each():
+    model = TwoInputs()
+    a, b = jnp.linspace(-1, 1, 4), jnp.linspace(0.5, -0.5, 2)
+    v = model.init(jax.random.key(0), a[None], b[None])
+    f = jxf.from_linen(model, v, unpack=True)
+    by_hand = jax.grad(lambda a, b: model.apply(v, a[None], b[None])[0, 2], argnums=(0, 1))(a, b)
+    g = jx.gradient(f)((a, b), 2)
+    assert isinstance(g, tuple) and [t.shape for t in g] == [(4,), (2,)]
+    for got, want in zip(g, by_hand):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
+    ig = jx.integrated_gradients(f, steps=64)((a, b), 2)
+    total = sum(float(jnp.sum(t)) for t in ig)
+    np.testing.assert_allclose(total, f((a, b), 2) - f((0 * a, 0 * b), 2), rtol=1e-3)
+    with pytest.raises(TypeError, match=r"unpack=True, x must be a tuple"):
+        f(a, 2)
+    with pytest.raises(TypeError, match="unpack"):
+        jxf.from_linen(model, v, unpack="yes")
+
+
+def test_unpack_tokens_and_mask_linen_and_nnx():
+    from jaxplain import zoo
+
+    kw = dict(vocab=8, length=6, width=8, depth=1, heads=2, mlp=16, classes=2, pad_id=0)
+    model = zoo.TextTransformer(**kw)
+    tokens = jnp.array([3, 1, 4, 2, 0, 0])
+    mask = tokens != 0
+    v = model.init(jax.random.key(0), tokens[None], mask[None])
+    twin = zoo.linen_to_nnx(model, v, zoo.TextTransformerNNX(**kw, rngs=nnx.Rngs(0)))
+    for f in (jxf.from_linen(model, v, unpack=True), jxf.from_nnx(twin, unpack=True)):
+        np.testing.assert_allclose(f((tokens, mask), 1), model.apply(v, tokens[None], mask[None])[0, 1],
+                                   rtol=1e-5)
+        ig = jx.token_attribution(jx.integrated_gradients, f, layer="embed", steps=64)
+        scores = ig((tokens, mask), 1)
+        pad = f((tokens, mask), 1) - jxf.from_linen(model, v, method="encode", unpack=True)(
+            (jnp.zeros((6, 8)), mask), 1)
+        assert jnp.shape(scores) == (6,)  # one score per token: the mask is not attributed
+        np.testing.assert_allclose(jnp.sum(scores), pad, rtol=2e-3, atol=1e-5)

@@ -149,3 +149,97 @@ def test_replacing_a_layer_without_its_batch_axis(linen):
     np.testing.assert_allclose(sp.rest(x, a * 2.0, 1), by_hand(a * 2.0), rtol=1e-6)
     with pytest.raises(ValueError, match=r"replacement activation has shape \(1, 5\)"):
         sp.rest(x, a[None], 1)
+
+
+# --------------------------------------------------------------------------- Equinox
+
+
+@pytest.fixture(scope="module")
+def eqx_net():
+    """An Equinox net with a nested MLP (its layers in a tuple) and a function field: non-array
+    leaves, which jax.jit alone rejects."""
+    eqx = pytest.importorskip("equinox")
+
+    class Net(eqx.Module):
+        inp: eqx.nn.Linear
+        mlp: eqx.nn.MLP
+        act: object
+
+        def __init__(self, key):
+            k1, k2 = jax.random.split(key)
+            self.inp = eqx.nn.Linear(4, 6, key=k1)
+            self.mlp = eqx.nn.MLP(6, 3, 5, 2, activation=jax.nn.softplus, key=k2)
+            self.act = jnp.tanh
+
+        def __call__(self, x):
+            return self.mlp(self.act(self.inp(x)))
+
+    net = Net(jax.random.key(0))
+    f = lambda x, t, m: m(x)[t]
+    x = jax.random.normal(jax.random.key(1), (4,))
+    return eqx, net, f, x
+
+
+def test_equinox_layers_by_attribute_path(eqx_net):
+    eqx, net, f, x = eqx_net
+    before = jax.tree_util.tree_leaves(net)
+    assert jx.layers(f, x, 0, net) == {"inp": (6,), "mlp/layers/0": (5,), "mlp/layers/1": (5,),
+                                       "mlp/layers/2": (3,), "mlp": (3,)}
+    after = jax.tree_util.tree_leaves(net)
+    assert len(before) == len(after) and all(a is b for a, b in zip(before, after))  # untouched
+    with pytest.raises(ValueError, match=r"no layer 'mlp/layers/7'.*'mlp/layers/0'"):
+        jx.layer_gradient_x_activation(f, layer="mlp/layers/7")(x, 0, net)
+
+
+def test_equinox_module_as_an_argument_compiles_once_and_equals_the_closure(eqx_net):
+    eqx, net, f, x = eqx_net
+    traces = []
+
+    def counted(x, t, m):
+        traces.append(1)
+        return f(x, t, m)
+
+    ig = jx.integrated_gradients(counted, steps=16)
+    closure = jx.integrated_gradients(lambda x, t: net(x)[t], steps=16)
+    np.testing.assert_allclose(ig(x, 1, net), closure(x, 1), rtol=1e-6, atol=1e-7)
+    n = len(traces)
+    other = eqx.tree_at(lambda m: m.inp.bias, net, net.inp.bias + 1.0)  # same structure
+    ig(x, 2, other)
+    assert len(traces) == n  # arrays and targets are traced; the functions are compiled in
+    np.testing.assert_allclose(jnp.sum(ig(x, 2, other)), f(x, 2, other) - f(0 * x, 2, other),
+                               rtol=2e-3)
+    loop = jnp.stack([jx.gradient(f)(x * k, k % 3, net) for k in range(4)])
+    batch = eqx.filter_vmap(jx.gradient(f), in_axes=(0, 0, None))(
+        x * jnp.arange(4.0)[:, None], jnp.arange(4) % 3, net)
+    np.testing.assert_allclose(batch, loop, rtol=1e-6, atol=1e-7)
+
+
+def test_equinox_layer_methods_equal_features_and_head(eqx_net):
+    eqx, net, f, x = eqx_net
+    by_path = jx.layer_integrated_gradients(f, layer="inp", steps=8)(x, 1, net)
+    by_hand = jx.layer_integrated_gradients(
+        features=net.inp, head=lambda a, t: net.mlp(net.act(a))[t], steps=8)(x, 1)
+    np.testing.assert_allclose(by_path, by_hand, rtol=1e-6, atol=1e-7)
+
+
+def test_equinox_lrp_rules_by_path_and_gradients_through_the_explanation(eqx_net):
+    eqx, net, f, x = eqx_net
+    eps = jx.composites.custom(default=jx.rules.epsilon)
+    r = jx.lrp(f, rules=eps)(x, 0, net)
+    np.testing.assert_allclose(r, jx.lrp(lambda x, t: net(x)[t], rules=eps)(x, 0), rtol=1e-6)
+    assert float(jnp.abs(r).max()) > 0
+    # a rule by attribute path reaches that submodule: the last dense layer, as `last=` does
+    by_path = jx.composites.custom(default=jx.rules.epsilon, paths={"mlp/layers/2": jx.rules.flat})
+    by_position = jx.composites.custom(default=jx.rules.epsilon, last=jx.rules.flat)
+    r_path = jx.lrp(f, rules=by_path)(x, 0, net)
+    np.testing.assert_allclose(r_path, jx.lrp(lambda x, t: net(x)[t], rules=by_position)(x, 0),
+                               rtol=1e-6)
+    assert float(jnp.max(jnp.abs(r_path - r))) > 1e-3
+    # an explanation is differentiable with respect to the module's weights (eqx.filter_grad)
+    loss = lambda m: jnp.sum(jx.gradient(f)(x, 0, m) ** 2)
+    g = eqx.filter_grad(loss)(net)
+    h = 1e-3
+    bumped = eqx.tree_at(lambda m: m.inp.weight, net, net.inp.weight.at[0, 0].add(h))
+    lowered = eqx.tree_at(lambda m: m.inp.weight, net, net.inp.weight.at[0, 0].add(-h))
+    np.testing.assert_allclose(g.inp.weight[0, 0], (loss(bumped) - loss(lowered)) / (2 * h),
+                               rtol=1e-2)
