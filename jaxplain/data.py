@@ -136,7 +136,9 @@ def token_order(
     every other token is a filler drawn uniformly from the ids ``3 .. vocab - 1``. The label is 1
     iff A comes before B; the labels are balanced (alternating before the shuffle). Only the two
     decisive tokens and their order matter, so a model that solves the task must compare
-    positions (a bag of tokens cannot), and an attribution should sit on ``positions``.
+    positions (a bag of tokens cannot), and an attribution should sit on ``positions``. The
+    first of the two alone gives the label (if it is A, then A comes before B), and a trained
+    Transformer decides from it: its most relevant token is ``positions.min(axis=1)``.
 
     Args:
       n: number of sequences (``>= 1``).

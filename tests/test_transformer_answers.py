@@ -1,6 +1,6 @@
 """Token attributions of a trained text Transformer point at the tokens that decide (issue 14):
-on jaxplain.data.token_order ("does token A come before token B?") the two most relevant tokens
-should be A and B."""
+on jaxplain.data.token_order ("does token A come before token B?") the model decides from the
+first of A and B (checked by replacing each with a filler), and that is the most relevant token."""
 
 import jax
 import jax.numpy as jnp
@@ -24,7 +24,8 @@ def trained():
     acc = float(jnp.mean(jnp.argmax(model.apply(v, jnp.asarray(test.tokens)), -1) == test.labels))
     assert acc > 0.9, acc
     f = lambda t, c: model.apply(v, t[None])[0, c]
-    return f, test
+    predict = lambda t: np.asarray(jnp.argmax(model.apply(v, jnp.asarray(t)), -1))
+    return f, test, predict
 
 
 def _hits(scores, test):
@@ -34,17 +35,30 @@ def _hits(scores, test):
 
 
 def test_ig_and_attn_lrp_at_the_embedding_find_the_decisive_tokens(trained):
-    f, test = trained
+    f, test, predict = trained
     tokens, labels = jnp.asarray(test.tokens), jnp.asarray(test.labels)
+    rows = np.arange(len(labels))
+    first, second = test.positions.min(axis=1), test.positions.max(axis=1)
+    # The known answer, checked on the model itself: "A before B" is decided by whichever of the
+    # two comes first. A filler in place of the second keeps every prediction; in place of the
+    # first it flips them (measured: 100 % kept, 98 % flipped).
+    t2, t1 = np.asarray(tokens).copy(), np.asarray(tokens).copy()
+    t2[rows, second], t1[rows, first] = 3, 3
+    assert np.mean(predict(t2) == test.labels) >= 0.95
+    assert np.mean(predict(t1) != test.labels) >= 0.9
     ig = jx.token_attribution(jx.integrated_gradients, f, layer="embed", baseline_token=3, steps=32)
     lrp = jx.token_attribution(jx.lrp, f, layer="embed", rules=jx.composites.attn_lrp())
-    hits = {}
-    for name, ex in (("ig", ig), ("attn_lrp", lrp)):
-        scores = jax.jit(jax.vmap(ex))(tokens, labels)[:, 0]
+    gxi = jx.token_attribution(jx.gradient_x_input, f, layer="embed")
+    top1, hits = {}, {}
+    for name, ex in (("ig", ig), ("attn_lrp", lrp), ("gxi", gxi)):
+        scores = np.abs(np.asarray(jax.jit(jax.vmap(ex))(tokens, labels)[:, 0]))
+        top1[name] = float(np.mean(scores.argmax(axis=1) == first))
         hits[name] = _hits(scores, test)
     chance = _hits(np.random.default_rng(0).normal(size=tokens.shape), test)
-    # measured (300 steps, 99.8 % accuracy): IG (filler-token baseline) 0.72, AttnLRP 0.84, a random
-    # map 0.02; issue 14 asks for 0.9, which neither reaches yet on this model
+    # measured (300 steps, 100 % accuracy): the most relevant token is the deciding one in 99 %
+    # (IG, filler-token baseline) and 100 % (AttnLRP) of sequences, gradient x input 38 %; A and B
+    # are the top two in 72 % / 84 % (the second of them matters little to this model), chance 2 %
+    assert top1["ig"] >= 0.9 and top1["attn_lrp"] >= 0.9 and top1["gxi"] < 0.7, top1
     assert chance < 0.1 and hits["ig"] >= 0.6 and hits["attn_lrp"] >= 0.75, (hits, chance)
 
 
