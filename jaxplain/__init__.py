@@ -63,12 +63,16 @@ from jaxplain._tokens import token_attribution as token_attribution  # noqa: E40
 from jaxplain._tsne import TSNE as TSNE  # noqa: E402
 from jaxplain._tsne import tsne as tsne  # noqa: E402
 from jaxplain import similarity as similarity  # noqa: E402
+from jaxplain._featurevis.render import activation_maximization as activation_maximization  # noqa: E402
+from jaxplain import featurevis as featurevis  # noqa: E402
+from jaxplain import objectives as objectives  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Explainer",
     "TSNE",
+    "activation_maximization",
     "attention_flow",
     "attention_rollout",
     "attention_weights",
@@ -82,6 +86,7 @@ __all__ = [
     "grad_cam",
     "grad_cam_plus_plus",
     "expected_gradients",
+    "featurevis",
     "gradient",
     "gradient_shap",
     "gradient_x_input",
@@ -108,6 +113,7 @@ __all__ = [
     "neuron_gradient_shap",
     "neuron_guided_backprop",
     "neuron_integrated_gradients",
+    "objectives",
     "quadrature",
     "rules",
     "saliency",

@@ -19,9 +19,9 @@ import jaxplain
 PACKAGE = pathlib.Path(jaxplain.__file__).resolve().parent
 SHARED = {"_interpret", "_checks", "_paths", "_taps", "_contract", "_compile"}
 FAMILIES = {"_gradients", "_layers", "_cam", "_modified_backprop", "_deeplift", "_lrp", "_tsne", "similarity",
-            "_attention", "_tokens"}
+            "_attention", "_tokens", "_featurevis"}
 OUTER = {"flax", "plot", "_plot_text", "zoo", "_zoo_transformers", "models", "data", "__main__", "_demo_transformers",
-         "__init__"}
+         "__init__", "featurevis", "objectives"}
 MAX_LINES = 500  # per module, docstrings not counted
 
 
