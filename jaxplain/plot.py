@@ -56,6 +56,7 @@ from jaxplain._plot_text import save_text_html as save_text_html
 from jaxplain._plot_text import text_heatmap as text_heatmap
 from jaxplain._plot_text import text_html as text_html
 from jaxplain._tsne.plot import scatter as scatter
+from jaxplain._featurevis.plot import grid as grid
 
 __all__ = [
     "REDUCTIONS",
@@ -67,6 +68,7 @@ __all__ = [
     "overlay",
     "gallery",
     "scatter",
+    "grid",
     "TEXT_REDUCTIONS",
     "text_heatmap",
     "text_html",

@@ -75,3 +75,19 @@ def test_crops_sit_on_the_strongest_activation_and_maps_and_filters_are_the_laye
     with pytest.raises(ValueError, match="channel=5"):
         fv.activation_crops(f, "pooled", xs, 5, size=4)
     assert jx.featurevis.top_k is fv.top_k
+
+
+def test_grid_draws_images_and_maps_and_checks_them(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from jaxplain import plot
+    from jaxplain._featurevis import plot as fv_plot
+
+    assert doctest.testmod(fv_plot).failed == 0
+    fig = plot.grid(np.zeros((5, 4, 4)), titles="abcde", cols=3, path=tmp_path / "g.png")
+    assert len(fig.axes) == 5 and (tmp_path / "g.png").stat().st_size > 0
+    with pytest.raises(ValueError, match=r"\(N, H, W, 3\)"):
+        plot.grid(np.zeros((2, 4, 4, 2)))
+    with pytest.raises(ValueError, match="3 titles for 2 images"):
+        plot.grid(np.zeros((2, 4, 4)), titles="abc")
