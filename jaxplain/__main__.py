@@ -147,13 +147,17 @@ def main(argv=None) -> dict:
         paths.append(path)
         print(f"wrote {path}")
     paths.append(_tsne_gallery(model, variables, args, k_explain))
+    from jaxplain import _demo_featurevis
+
+    fv_paths, fv_result = _demo_featurevis.gallery(model, variables, train, args, k_explain)
+    paths += fv_paths
     from jaxplain import _demo_transformers as tr
 
     k_vit, k_text = jax.random.split(k_train)
     vit_path, vit_maps = tr.vit_gallery(args, k_vit)
     text_paths, text_scores = tr.text_gallery(args, k_text)
     paths += [vit_path, *text_paths]
-    return {"accuracy": acc, "paths": paths, "attributions": attributions,
+    return {"accuracy": acc, "paths": paths, "attributions": attributions, "featurevis": fv_result,
             "transformers": {**vit_maps, **{f"text {k}": s for k, s in text_scores.items()}}}
 
 
