@@ -49,3 +49,12 @@ def test_bad_transforms():
         fv.random_rotate([])
     with pytest.raises(TypeError, match="featurevis Transform"):
         fv.compose(fv.pad(1), lambda k, x: x)
+
+
+def test_the_fused_scale_and_rotate_of_standard_is_the_two_in_turn():
+    inner = (slice(5, 11), slice(5, 11))  # away from the edges (clamped there)
+    # bilinear interpolation is exact on a linear image, so one resampling equals two in turn
+    ramp = jnp.broadcast_to((jnp.arange(16.0)[:, None] + 2 * jnp.arange(16.0))[..., None], (16, 16, 1))
+    a = transforms._scale_and_rotate([1.5], [30])(jax.random.key(0), ramp)
+    b = fv.random_rotate([30])(jax.random.key(0), fv.random_scale([1.5])(jax.random.key(0), ramp))
+    np.testing.assert_allclose(a[inner], b[inner], atol=1e-3)

@@ -193,5 +193,21 @@ def standard() -> Transform:
       Lucid, ``lucid/optvis/transform.py`` (``standard_transforms``); Olah, Mordvintsev &
       Schubert (2017), "Feature Visualization", Distill.
     """
-    return compose(pad(12), jitter(8), random_scale([1 + (i - 5) / 50.0 for i in range(11)]),
-                   random_rotate(list(range(-10, 11)) + 5 * [0]), jitter(4))
+    return compose(pad(12), jitter(8), _scale_and_rotate([1 + (i - 5) / 50.0 for i in range(11)],
+                                                         list(range(-10, 11)) + 5 * [0]), jitter(4))
+
+
+def _scale_and_rotate(scales, angles) -> Transform:
+    """:func:`random_scale` then :func:`random_rotate` as one resampling (one bilinear
+    interpolation instead of two: the same map, at half the cost)."""
+    s = jnp.asarray(_choices("featurevis.random_scale", "scales", scales))
+    a = jnp.asarray(_choices("featurevis.random_rotate", "angles", angles))
+
+    def fn(key, x):
+        ks, ka = jax.random.split(key)
+        k, t = jax.random.choice(ks, s), jnp.deg2rad(jax.random.choice(ka, a))
+        c, sn = jnp.cos(t), jnp.sin(t)
+        # out[p] = rotated(scaled)[p]: the rotation's source point, then the zoom's source of that
+        return _about_centre(x, (jnp.eye(2) / k) @ jnp.asarray([[c, sn], [-sn, c]]))
+
+    return Transform("random_scale > random_rotate", fn)
