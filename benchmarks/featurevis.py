@@ -32,7 +32,6 @@ for _p in (HERE, HERE.parent):
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
 
 import jaxplain as jx  # noqa: E402
 from jaxplain import zoo  # noqa: E402
