@@ -64,6 +64,9 @@ from jaxplain._tsne import TSNE as TSNE  # noqa: E402
 from jaxplain._tsne import tsne as tsne  # noqa: E402
 from jaxplain import similarity as similarity  # noqa: E402
 from jaxplain._featurevis.render import activation_maximization as activation_maximization  # noqa: E402
+from jaxplain._perturbation.ablation import feature_ablation as feature_ablation  # noqa: E402
+from jaxplain._perturbation.occlusion import occlusion as occlusion  # noqa: E402
+from jaxplain._perturbation.shapley import shapley_values as shapley_values  # noqa: E402
 from jaxplain import featurevis as featurevis  # noqa: E402
 from jaxplain import objectives as objectives  # noqa: E402
 
@@ -86,6 +89,7 @@ __all__ = [
     "grad_cam",
     "grad_cam_plus_plus",
     "expected_gradients",
+    "feature_ablation",
     "featurevis",
     "gradient",
     "gradient_shap",
@@ -114,9 +118,11 @@ __all__ = [
     "neuron_guided_backprop",
     "neuron_integrated_gradients",
     "objectives",
+    "occlusion",
     "quadrature",
     "rules",
     "saliency",
+    "shapley_values",
     "similarity",
     "smoothgrad",
     "token_attribution",

@@ -91,7 +91,18 @@ GALLERY = {
         Entry("neuron DeepLIFT", lambda f, ctx: jx.neuron_deeplift(f, layer=_LAYER, neuron=_NEURON)),
         Entry("neuron DeepLIFT-SHAP", lambda f, ctx: jx.neuron_deeplift_shap(f, layer=_LAYER, neuron=_NEURON, baselines=ctx["references"][:8])),
     ],
+    "perturbation": [
+        Entry("occlusion 8x8", lambda f, ctx: jx.occlusion(f, window=(8, 8, 3), stride=(4, 4, 3))),
+        Entry("feature ablation 4x4", lambda f, ctx: jx.feature_ablation(f, mask=_grid(8))),
+        Entry("Shapley values 3x3", lambda f, ctx: jx.shapley_values(f, mask=_grid(11))),
+    ],
 }
+
+
+def _grid(cell: int, size: int = 32) -> np.ndarray:
+    """Feature ids of square cells of ``cell`` pixels over a ``size x size`` image, ``(H, W, 1)``."""
+    i = np.arange(size) // cell
+    return (i[:, None] * (i.max() + 1) + i[None, :])[..., None]
 
 
 def _parse(argv):

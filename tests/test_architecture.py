@@ -19,7 +19,7 @@ import jaxplain
 PACKAGE = pathlib.Path(jaxplain.__file__).resolve().parent
 SHARED = {"_interpret", "_checks", "_paths", "_taps", "_contract", "_compile"}
 FAMILIES = {"_gradients", "_layers", "_cam", "_modified_backprop", "_deeplift", "_lrp", "_tsne", "similarity",
-            "_attention", "_tokens", "_featurevis"}
+            "_attention", "_tokens", "_featurevis", "_perturbation"}
 OUTER = {"flax", "plot", "_plot_text", "zoo", "_zoo_transformers", "models", "data", "__main__", "_demo_transformers",
          "__init__", "featurevis", "objectives", "_demo_featurevis"}
 MAX_LINES = 500  # per module, docstrings not counted

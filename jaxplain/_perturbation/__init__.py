@@ -1,0 +1,1 @@
+"""Perturbation methods: occlusion, feature ablation, Shapley values (see the modules)."""

@@ -1,0 +1,118 @@
+"""Perturbation methods (jaxplain._perturbation): occlusion, feature ablation and exact Shapley
+values against closed forms and slow references written from their definitions; jit == eager,
+vmap == a loop; batch_size changes nothing; bad input gets clear errors."""
+
+import doctest
+import itertools
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import jaxplain as jx
+from jaxplain._perturbation import ablation, occlusion, shapley
+
+
+def test_doctests_run():
+    for m in (ablation, occlusion, shapley):
+        assert doctest.testmod(m).failed == 0
+
+
+W = jnp.array([[0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [-2.0, 1.0, 0.5], [0.1, 0.2, 0.3]])
+linear = lambda x: jnp.sum(W * x) + 0.7
+
+
+def test_on_a_linear_model_every_method_gives_w_times_x_minus_baseline():
+    x = jax.random.normal(jax.random.key(0), (4, 3))
+    b = 0.3
+    want = W * (x - b)
+    np.testing.assert_allclose(jx.occlusion(linear, window=1, baseline=b)(x), want, rtol=1e-5, atol=1e-6)
+    ids = jnp.arange(12).reshape(4, 3)
+    np.testing.assert_allclose(jx.feature_ablation(linear, baseline=b)(x), want, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jx.feature_ablation(linear, mask=ids, baseline=b)(x), want, rtol=1e-5, atol=1e-6)
+    rows = jnp.arange(4)[:, None]  # a feature per row, broadcast over the columns
+    np.testing.assert_allclose(jx.shapley_values(linear, mask=rows, baseline=b)(x),
+                               jnp.broadcast_to(want.sum(1, keepdims=True), (4, 3)), rtol=1e-5, atol=1e-6)
+
+
+def _occlusion_by_hand(f, x, window, stride, b):
+    """Captum's Occlusion, window by window, in NumPy."""
+    x = np.asarray(x, np.float64)
+    total, count = np.zeros_like(x), np.zeros_like(x)
+    starts = [[k * s for k in range(math.ceil((n - w) / s) + 1)] for n, w, s in zip(x.shape, window, stride)]
+    for start in itertools.product(*starts):
+        m = np.zeros_like(x)
+        m[tuple(slice(s, s + w) for s, w in zip(start, window))] = 1
+        drop = float(f(x)) - float(f(x * (1 - m) + b * m))
+        total += drop * m
+        count += m
+    return total / count
+
+
+@pytest.mark.parametrize("window, stride", [((2, 2, 3), (1, 1, 3)), ((3, 2, 1), (2, 2, 1)), ((5, 7, 3), (1, 1, 1))])
+def test_occlusion_equals_the_window_by_window_reference(window, stride):
+    x = jax.random.normal(jax.random.key(1), (5, 7, 3))
+    f = lambda v: jnp.sum(jnp.tanh(v) * jnp.cos(jnp.arange(v.size).reshape(v.shape)))
+    got = jx.occlusion(f, window=window, stride=stride, baseline=0.2)(x)
+    np.testing.assert_allclose(got, _occlusion_by_hand(f, x, window, stride, 0.2), rtol=1e-4, atol=1e-5)
+
+
+def test_shapley_values_of_a_three_player_game_and_efficiency():
+    # v(S) for players {0, 1, 2}: the seeds' house-price style game, written as f on 0/1 inputs
+    v = {(): 0.0, (0,): 10.0, (1,): 20.0, (2,): 30.0, (0, 1): 40.0, (0, 2): 50.0, (1, 2): 60.0, (0, 1, 2): 90.0}
+    f = lambda x: sum(val * jnp.prod(jnp.array([x[i] if i in s else 1 - x[i] for i in range(3)]))
+                      for s, val in v.items())
+    phi = jx.shapley_values(f, mask=jnp.arange(3), baseline=0.0)(jnp.ones(3))
+    by_hand = []
+    for i in range(3):  # the mean marginal contribution over the six orders
+        total = 0.0
+        for order in itertools.permutations(range(3)):
+            before = tuple(sorted(order[: order.index(i)]))
+            total += v[tuple(sorted(before + (i,)))] - v[before]
+        by_hand.append(total / 6)
+    np.testing.assert_allclose(phi, by_hand, rtol=1e-6)  # [20, 30, 40]
+    np.testing.assert_allclose(jnp.sum(phi), 90.0, rtol=1e-6)
+    g = lambda x: jnp.sin(x[0] * x[1]) + x[2] ** 2 * x[3]
+    x = jnp.array([0.3, -1.2, 0.8, 2.0])
+    phi = jx.shapley_values(g, mask=jnp.arange(4), baseline=0.5)(x)
+    np.testing.assert_allclose(jnp.sum(phi), g(x) - g(jnp.full(4, 0.5)), rtol=1e-6)
+
+
+def test_jit_vmap_batch_size_and_targets():
+    xs = jax.random.normal(jax.random.key(2), (5, 6, 6, 2))
+    ts = jnp.arange(5) % 3
+    f = lambda x, t: jnp.sum(jnp.tanh(x) * (t + 1.0)) + x[0, 0, t % 2]
+    mask = (jnp.arange(36).reshape(6, 6, 1) // 12)  # 3 features, shared by both channels
+    for ex in (jx.occlusion(f, window=(3, 3, 2), stride=(3, 3, 2)),
+               jx.feature_ablation(f, mask=mask), jx.shapley_values(f, mask=mask)):
+        loop = jnp.stack([ex(x, t) for x, t in zip(xs, ts)])
+        np.testing.assert_allclose(jax.jit(jax.vmap(ex))(xs, ts), loop, rtol=1e-5, atol=1e-6)
+    small = jx.occlusion(f, window=(2, 2, 1), batch_size=5)(xs[0], 1)
+    np.testing.assert_allclose(small, jx.occlusion(f, window=(2, 2, 1))(xs[0], 1), rtol=1e-5, atol=1e-6)
+
+
+def test_bad_input():
+    x = jnp.ones((4, 4, 3))
+    f = lambda v: jnp.sum(v)
+    with pytest.raises(ValueError, match=r"window \(5, 4, 3\) is larger than x"):
+        jx.occlusion(f, window=(5, 4, 3))(x)
+    with pytest.raises(ValueError, match="window must be an int >= 1 or a tuple of 3"):
+        jx.occlusion(f, window=(2, 2))(x)
+    with pytest.raises(ValueError, match="stride .* larger than the window"):
+        jx.occlusion(f, window=(2, 2, 3), stride=(3, 3, 3))(x)
+    with pytest.raises(ValueError, match="does not broadcast to x"):
+        jx.feature_ablation(f, mask=jnp.zeros((3, 4), int))(x)
+    with pytest.raises(ValueError, match=r"ids must be 0 .. n-1 .* missing \[1\]"):
+        jx.feature_ablation(f, mask=jnp.array([0, 2, 2]))
+    with pytest.raises(TypeError, match="integer array"):
+        jx.shapley_values(f, mask=jnp.zeros(3))
+    with pytest.raises(ValueError, match="2\\*\\*17 evaluations"):
+        jx.shapley_values(f, mask=jnp.arange(17))
+    with pytest.raises(TypeError, match="mask is required"):
+        jx.shapley_values(f, mask=None)
+    with pytest.raises(TypeError, match="must return a scalar"):
+        jx.occlusion(lambda v: v, window=2)(jnp.ones(4))
+    with pytest.raises(TypeError, match="one array for now"):
+        jx.occlusion(lambda v: v["a"].sum(), window=1)({"a": jnp.ones(2)})
