@@ -8,10 +8,9 @@ from __future__ import annotations
 from typing import Any, Callable, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from jaxplain import _checks, _paths
+from jaxplain import _paths
 
 __all__ = ["Windows", "windows", "feature_mask", "check_broadcast", "evaluate", "single_array"]
 
