@@ -66,6 +66,8 @@ from jaxplain import similarity as similarity  # noqa: E402
 from jaxplain._featurevis.render import activation_maximization as activation_maximization  # noqa: E402
 from jaxplain._perturbation.ablation import feature_ablation as feature_ablation  # noqa: E402
 from jaxplain._perturbation.occlusion import occlusion as occlusion  # noqa: E402
+from jaxplain._perturbation.sampling import kernel_shap as kernel_shap  # noqa: E402
+from jaxplain._perturbation.sampling import shapley_sampling as shapley_sampling  # noqa: E402
 from jaxplain._perturbation.shapley import shapley_values as shapley_values  # noqa: E402
 from jaxplain import featurevis as featurevis  # noqa: E402
 from jaxplain import objectives as objectives  # noqa: E402
@@ -98,6 +100,7 @@ __all__ = [
     "guided_grad_cam",
     "integrated_gradients",
     "internal_influence",
+    "kernel_shap",
     "layer_activation",
     "layer_conductance",
     "layer_deeplift",
@@ -122,6 +125,7 @@ __all__ = [
     "quadrature",
     "rules",
     "saliency",
+    "shapley_sampling",
     "shapley_values",
     "similarity",
     "smoothgrad",

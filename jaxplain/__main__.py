@@ -95,6 +95,8 @@ GALLERY = {
         Entry("occlusion 8x8", lambda f, ctx: jx.occlusion(f, window=(8, 8, 3), stride=(4, 4, 3))),
         Entry("feature ablation 4x4", lambda f, ctx: jx.feature_ablation(f, mask=_grid(8))),
         Entry("Shapley values 3x3", lambda f, ctx: jx.shapley_values(f, mask=_grid(11))),
+        Entry("Shapley sampling 4x4", lambda f, ctx: jx.shapley_sampling(f, mask=_grid(8), samples=8)),
+        Entry("KernelSHAP 4x4", lambda f, ctx: jx.kernel_shap(f, mask=_grid(8), samples=128)),
     ],
 }
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import jaxplain as jx
-from jaxplain._perturbation import ablation, occlusion, shapley
+from jaxplain._perturbation import ablation, occlusion, sampling, shapley
 
 
 def test_doctests_run():
-    for m in (ablation, occlusion, shapley):
+    for m in (ablation, occlusion, sampling, shapley):
         assert doctest.testmod(m).failed == 0
 
 
@@ -32,6 +32,10 @@ def test_on_a_linear_model_every_method_gives_w_times_x_minus_baseline():
     ids = jnp.arange(12).reshape(4, 3)
     np.testing.assert_allclose(jx.feature_ablation(linear, baseline=b)(x), want, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(jx.feature_ablation(linear, mask=ids, baseline=b)(x), want, rtol=1e-5, atol=1e-6)
+    k = jax.random.key(3)
+    for ex in (jx.shapley_sampling(linear, mask=ids, baseline=b, samples=3),
+               jx.kernel_shap(linear, mask=ids, baseline=b, samples=40)):
+        np.testing.assert_allclose(ex(x, key=k), want, rtol=1e-3, atol=1e-4)
     rows = jnp.arange(4)[:, None]  # a feature per row, broadcast over the columns
     np.testing.assert_allclose(jx.shapley_values(linear, mask=rows, baseline=b)(x),
                                jnp.broadcast_to(want.sum(1, keepdims=True), (4, 3)), rtol=1e-5, atol=1e-6)
@@ -80,6 +84,27 @@ def test_shapley_values_of_a_three_player_game_and_efficiency():
     np.testing.assert_allclose(jnp.sum(phi), g(x) - g(jnp.full(4, 0.5)), rtol=1e-6)
 
 
+def test_sampled_shapley_values_converge_to_the_exact_ones_and_keep_efficiency():
+    g = lambda x: jnp.sin(x[0] * x[1]) + x[2] ** 2 * x[3] + x[4] * x[0]
+    x = jnp.array([0.3, -1.2, 0.8, 2.0, 1.5])
+    exact = jx.shapley_values(g, mask=jnp.arange(5), baseline=0.5)(x)
+    d = g(x) - g(jnp.full(5, 0.5))
+    k = jax.random.key(0)
+    for ex, tol in ((jx.shapley_sampling(g, mask=jnp.arange(5), baseline=0.5, samples=2000), 0.03),
+                    (jx.shapley_sampling(g, mask=jnp.arange(5), baseline=0.5, samples=1000, antithetic=True), 0.03),
+                    (jx.kernel_shap(g, mask=jnp.arange(5), baseline=0.5, samples=2000), 0.03)):
+        phi = ex(x, key=k)
+        np.testing.assert_allclose(phi, exact, atol=tol)  # measured errors <= 0.011
+        np.testing.assert_allclose(jnp.sum(phi), d, rtol=1e-5)  # efficiency for every draw
+        np.testing.assert_array_equal(ex(x, key=k), phi)  # a fixed key, the same values
+        few = jx.shapley_sampling(g, mask=jnp.arange(5), baseline=0.5, samples=2)
+        np.testing.assert_allclose(jnp.sum(few(x, key=k)), d, rtol=1e-5)
+    with pytest.raises(ValueError, match="samples must be"):
+        jx.kernel_shap(g, mask=jnp.arange(5), samples=0)
+    with pytest.raises(TypeError, match="needs an explicit key"):
+        jx.shapley_sampling(g, mask=jnp.arange(5))(x)
+
+
 def test_jit_vmap_batch_size_and_targets():
     xs = jax.random.normal(jax.random.key(2), (5, 6, 6, 2))
     ts = jnp.arange(5) % 3
@@ -89,6 +114,10 @@ def test_jit_vmap_batch_size_and_targets():
                jx.feature_ablation(f, mask=mask), jx.shapley_values(f, mask=mask)):
         loop = jnp.stack([ex(x, t) for x, t in zip(xs, ts)])
         np.testing.assert_allclose(jax.jit(jax.vmap(ex))(xs, ts), loop, rtol=1e-5, atol=1e-6)
+    ss = jx.shapley_sampling(f, mask=mask, samples=3)
+    keys = jax.random.split(jax.random.key(0), 5)
+    loop = jnp.stack([ss(x, t, key=k) for x, t, k in zip(xs, ts, keys)])
+    np.testing.assert_allclose(jax.jit(jax.vmap(ss))(xs, ts, key=keys), loop, rtol=1e-5, atol=1e-6)
     small = jx.occlusion(f, window=(2, 2, 1), batch_size=5)(xs[0], 1)
     np.testing.assert_allclose(small, jx.occlusion(f, window=(2, 2, 1))(xs[0], 1), rtol=1e-5, atol=1e-6)
 

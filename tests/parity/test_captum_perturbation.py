@@ -8,7 +8,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("captum")
 
-from captum.attr import FeatureAblation, Occlusion, ShapleyValues  # noqa: E402
+from captum.attr import FeatureAblation, KernelShap, Occlusion, ShapleyValues, ShapleyValueSampling  # noqa: E402
 
 import jaxplain as jx  # noqa: E402
 from tests import twins  # noqa: E402
@@ -57,3 +57,31 @@ def test_feature_ablation_and_shapley_values_equal_captum(net):
         theirs = theirs_cls(module).attribute(_chw(xs), baselines=0.1, feature_mask=mask_chw,
                                                target=torch.from_numpy(ts))
         _close(ours, theirs)
+
+
+def test_sampled_shapley_values_agree_with_captums_within_sampling_error(net):
+    f, module, xs, ts = net
+    cells = (np.arange(SIZE)[:, None] // 6) * 3 + np.arange(SIZE)[None, :] // 6  # 3x3 grid: 9 features
+    mask_chw = torch.from_numpy(cells[None, None]).long()
+    mask = jnp.asarray(cells[..., None])
+    x, t = jnp.asarray(xs[0]), int(ts[0])
+    exact = np.asarray(jx.shapley_values(f, mask=mask, baseline=0.1)(x, t))
+    scale = np.abs(exact).max()
+    import jax
+
+    ours = {"sampling": jx.shapley_sampling(f, mask=mask, baseline=0.1, samples=200)(x, t, key=jax.random.key(0)),
+            "kernel": jx.kernel_shap(f, mask=mask, baseline=0.1, samples=2000)(x, t, key=jax.random.key(0))}
+    torch.manual_seed(0)
+    theirs = {
+        "sampling": ShapleyValueSampling(module).attribute(_chw(xs[:1]), baselines=0.1, feature_mask=mask_chw,
+                                                           target=t, n_samples=200),
+        "kernel": KernelShap(module).attribute(_chw(xs[:1]), baselines=0.1, feature_mask=mask_chw, target=t,
+                                               n_samples=2000),
+    }
+    for name in ours:
+        t_hwc = twins.nchw_to_nhwc(theirs[name].detach().numpy())[0]
+        err_ours = np.abs(np.asarray(ours[name]) - exact).max() / scale
+        err_theirs = np.abs(t_hwc - exact).max() / scale
+        # both estimate the same exact values; measured (relative to the largest): sampling 0.024
+        # (ours) / 0.022 (Captum), kernel 0.018 / 0.010
+        assert err_ours < 0.1 and err_theirs < 0.1, (name, err_ours, err_theirs)
