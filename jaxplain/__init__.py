@@ -65,6 +65,7 @@ from jaxplain._tsne import tsne as tsne  # noqa: E402
 from jaxplain import similarity as similarity  # noqa: E402
 from jaxplain._featurevis.render import activation_maximization as activation_maximization  # noqa: E402
 from jaxplain._perturbation.ablation import feature_ablation as feature_ablation  # noqa: E402
+from jaxplain._perturbation.lime import lime as lime  # noqa: E402
 from jaxplain._perturbation.occlusion import occlusion as occlusion  # noqa: E402
 from jaxplain._perturbation.sampling import kernel_shap as kernel_shap  # noqa: E402
 from jaxplain._perturbation.sampling import shapley_sampling as shapley_sampling  # noqa: E402
@@ -110,6 +111,7 @@ __all__ = [
     "layer_integrated_gradients",
     "layer_lrp",
     "layers",
+    "lime",
     "lrp",
     "lrp_budget",
     "neuron_conductance",

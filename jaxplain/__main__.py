@@ -97,6 +97,7 @@ GALLERY = {
         Entry("Shapley values 3x3", lambda f, ctx: jx.shapley_values(f, mask=_grid(11))),
         Entry("Shapley sampling 4x4", lambda f, ctx: jx.shapley_sampling(f, mask=_grid(8), samples=8)),
         Entry("KernelSHAP 4x4", lambda f, ctx: jx.kernel_shap(f, mask=_grid(8), samples=128)),
+        Entry("LIME 4x4", lambda f, ctx: jx.lime(f, mask=_grid(8), samples=128)),
     ],
 }
 

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import jaxplain as jx
-from jaxplain._perturbation import ablation, occlusion, sampling, shapley
+from jaxplain._perturbation import ablation, lime, occlusion, sampling, shapley
 
 
 def test_doctests_run():
-    for m in (ablation, occlusion, sampling, shapley):
+    for m in (ablation, lime, occlusion, sampling, shapley):
         assert doctest.testmod(m).failed == 0
 
 
@@ -34,7 +34,9 @@ def test_on_a_linear_model_every_method_gives_w_times_x_minus_baseline():
     np.testing.assert_allclose(jx.feature_ablation(linear, mask=ids, baseline=b)(x), want, rtol=1e-5, atol=1e-6)
     k = jax.random.key(3)
     for ex in (jx.shapley_sampling(linear, mask=ids, baseline=b, samples=3),
-               jx.kernel_shap(linear, mask=ids, baseline=b, samples=40)):
+               jx.kernel_shap(linear, mask=ids, baseline=b, samples=40),
+               jx.lime(linear, mask=ids, baseline=b, samples=64, alpha=0.0),
+               jx.lime(linear, mask=ids, baseline=b, samples=64, alpha=0.0, distance="euclidean")):
         np.testing.assert_allclose(ex(x, key=k), want, rtol=1e-3, atol=1e-4)
     rows = jnp.arange(4)[:, None]  # a feature per row, broadcast over the columns
     np.testing.assert_allclose(jx.shapley_values(linear, mask=rows, baseline=b)(x),
@@ -145,3 +147,34 @@ def test_bad_input():
         jx.occlusion(lambda v: v, window=2)(jnp.ones(4))
     with pytest.raises(TypeError, match="one array for now"):
         jx.occlusion(lambda v: v["a"].sum(), window=1)({"a": jnp.ones(2)})
+
+
+@pytest.mark.parity
+def test_lime_surrogates_equal_scikit_learns_weighted_fits():
+    sk = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 2, (80, 6)).astype(np.float64)
+    y = a @ rng.normal(size=6) + 0.3 * rng.normal(size=80) + 1.0
+    w = rng.uniform(0.1, 1.0, 80)
+    for alpha in (0.0, 0.5):
+        coef, c0 = lime._ridge(jnp.asarray(a), jnp.asarray(y), jnp.asarray(w), alpha)
+        ref = sk.Ridge(alpha=alpha).fit(a, y, sample_weight=w) if alpha else sk.LinearRegression().fit(a, y, sample_weight=w)
+        np.testing.assert_allclose(coef, ref.coef_, rtol=1e-3, atol=1e-4)
+        np.testing.assert_allclose(c0, ref.intercept_, rtol=1e-3, atol=1e-4)
+    coef, c0 = lime._lasso(jnp.asarray(a), jnp.asarray(y), jnp.asarray(w), 0.05)
+    ref = sk.Lasso(alpha=0.05, tol=1e-10, max_iter=100000).fit(a, y, sample_weight=w)
+    np.testing.assert_allclose(coef, ref.coef_, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(c0, ref.intercept_, rtol=1e-3, atol=1e-4)
+    assert np.sum(np.asarray(coef) == 0) == np.sum(ref.coef_ == 0)  # the same features dropped
+
+
+def test_lime_options_are_checked():
+    f = lambda v: jnp.sum(v)
+    with pytest.raises(ValueError, match="distance"):
+        jx.lime(f, mask=jnp.arange(3), distance="manhattan")
+    with pytest.raises(ValueError, match="surrogate"):
+        jx.lime(f, mask=jnp.arange(3), surrogate="tree")
+    with pytest.raises(ValueError, match="kernel_width must be > 0"):
+        jx.lime(f, mask=jnp.arange(3), kernel_width=0.0)
+    with pytest.raises(ValueError, match="samples must be"):
+        jx.lime(f, mask=jnp.arange(3), samples=0)
