@@ -67,6 +67,7 @@ from jaxplain._featurevis.render import activation_maximization as activation_ma
 from jaxplain._perturbation.ablation import feature_ablation as feature_ablation  # noqa: E402
 from jaxplain._perturbation.lime import lime as lime  # noqa: E402
 from jaxplain._perturbation.occlusion import occlusion as occlusion  # noqa: E402
+from jaxplain._perturbation.rise import rise as rise  # noqa: E402
 from jaxplain._perturbation.sampling import kernel_shap as kernel_shap  # noqa: E402
 from jaxplain._perturbation.sampling import shapley_sampling as shapley_sampling  # noqa: E402
 from jaxplain._perturbation.shapley import shapley_values as shapley_values  # noqa: E402
@@ -125,6 +126,7 @@ __all__ = [
     "objectives",
     "occlusion",
     "quadrature",
+    "rise",
     "rules",
     "saliency",
     "shapley_sampling",

@@ -98,6 +98,7 @@ GALLERY = {
         Entry("Shapley sampling 4x4", lambda f, ctx: jx.shapley_sampling(f, mask=_grid(8), samples=8)),
         Entry("KernelSHAP 4x4", lambda f, ctx: jx.kernel_shap(f, mask=_grid(8), samples=128)),
         Entry("LIME 4x4", lambda f, ctx: jx.lime(f, mask=_grid(8), samples=128)),
+        Entry("RISE", lambda f, ctx: jx.rise(f, masks=256, cell=4)),
     ],
 }
 

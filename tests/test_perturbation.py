@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 
 import jaxplain as jx
-from jaxplain._perturbation import ablation, lime, occlusion, sampling, shapley
+from jaxplain._perturbation import ablation, lime, occlusion, rise, sampling, shapley
 
 
 def test_doctests_run():
-    for m in (ablation, lime, occlusion, sampling, shapley):
+    for m in (ablation, lime, occlusion, rise, sampling, shapley):
         assert doctest.testmod(m).failed == 0
 
 
@@ -178,3 +178,20 @@ def test_lime_options_are_checked():
         jx.lime(f, mask=jnp.arange(3), kernel_width=0.0)
     with pytest.raises(ValueError, match="samples must be"):
         jx.lime(f, mask=jnp.arange(3), samples=0)
+
+
+def test_rise_is_its_monte_carlo_sum_over_its_masks_and_finds_the_pixel():
+    f = lambda x: jnp.sum(x[..., 0] * jnp.arange(36.0).reshape(6, 6)) / 36 + 0.1
+    x = jax.random.uniform(jax.random.key(0), (6, 6, 2))
+    key = jax.random.key(1)
+    s = jx.rise(f, masks=64, cell=3, p=0.4, baseline=0.2)(x, key=key)
+    ms = np.asarray(rise.rise_masks(key, (6, 6), 64, 3, 0.4))
+    by_hand = sum(float(f(0.2 + m[..., None] * (x - 0.2))) * m for m in ms) / (64 * 0.4)
+    np.testing.assert_allclose(s, by_hand, rtol=1e-4, atol=1e-6)
+    # masks are smooth, in [0, 1], and keep a cell with probability p on average
+    big = np.asarray(rise.rise_masks(jax.random.key(2), (12, 12), 4000, 4, 0.3))
+    assert big.min() >= 0 and big.max() <= 1 and abs(big.mean() - 0.3) < 0.02
+    with pytest.raises(ValueError, match=r"p must lie in \(0, 1\]"):
+        jx.rise(f, p=0.0)
+    with pytest.raises(ValueError, match="must be an image"):
+        jx.rise(lambda v: v.sum(), masks=2)(jnp.ones(5), key=key)
