@@ -73,6 +73,7 @@ from jaxplain._perturbation.sampling import shapley_sampling as shapley_sampling
 from jaxplain._perturbation.shapley import shapley_values as shapley_values  # noqa: E402
 from jaxplain import featurevis as featurevis  # noqa: E402
 from jaxplain import objectives as objectives  # noqa: E402
+from jaxplain import segmentation as segmentation  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -129,6 +130,7 @@ __all__ = [
     "rise",
     "rules",
     "saliency",
+    "segmentation",
     "shapley_sampling",
     "shapley_values",
     "similarity",

@@ -105,8 +105,7 @@ GALLERY = {
 
 def _grid(cell: int, size: int = 32) -> np.ndarray:
     """Feature ids of square cells of ``cell`` pixels over a ``size x size`` image, ``(H, W, 1)``."""
-    i = np.arange(size) // cell
-    return (i[:, None] * (i.max() + 1) + i[None, :])[..., None]
+    return jx.segmentation.grid((size, size), cell)
 
 
 def _parse(argv):

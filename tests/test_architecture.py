@@ -21,7 +21,7 @@ SHARED = {"_interpret", "_checks", "_paths", "_taps", "_contract", "_compile"}
 FAMILIES = {"_gradients", "_layers", "_cam", "_modified_backprop", "_deeplift", "_lrp", "_tsne", "similarity",
             "_attention", "_tokens", "_featurevis", "_perturbation"}
 OUTER = {"flax", "plot", "_plot_text", "zoo", "_zoo_transformers", "models", "data", "__main__", "_demo_transformers",
-         "__init__", "featurevis", "objectives", "_demo_featurevis"}
+         "__init__", "featurevis", "objectives", "_demo_featurevis", "segmentation"}
 MAX_LINES = 500  # per module, docstrings not counted
 
 

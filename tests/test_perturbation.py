@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxplain as jx
-from jaxplain._perturbation import ablation, lime, occlusion, rise, sampling, shapley
+from jaxplain._perturbation import ablation, lime, occlusion, rise, sampling, segments, shapley
 
 
 def test_doctests_run():
@@ -195,3 +195,18 @@ def test_rise_is_its_monte_carlo_sum_over_its_masks_and_finds_the_pixel():
         jx.rise(f, p=0.0)
     with pytest.raises(ValueError, match="must be an image"):
         jx.rise(lambda v: v.sum(), masks=2)(jnp.ones(5), key=key)
+
+
+def test_grid_and_superpixel_masks():
+    g = jx.segmentation.grid((5, 7, 3), (2, 3))
+    assert g.shape == (5, 7, 1) and g.max() == 8 and g[4, 6, 0] == 8 and g[1, 2, 0] == 0
+    assert doctest.testmod(jx.segmentation).failed == 0
+    pytest.importorskip("skimage")
+    assert doctest.testmod(segments).failed == 0
+    img = np.random.default_rng(0).uniform(size=(16, 16, 3))
+    for method, kw in (("slic", {"n_segments": 8}), ("felzenszwalb", {}), ("quickshift", {})):
+        m = jx.segmentation.superpixels(img, method, **kw)
+        ids = np.unique(m)
+        assert m.shape == (16, 16, 1) and ids[0] == 0 and ids[-1] == len(ids) - 1  # usable as a mask
+    with pytest.raises(ValueError, match="method"):
+        jx.segmentation.superpixels(img, "watershed")

@@ -6,10 +6,10 @@ import inspect
 import pytest
 
 import jaxplain as jx
-from jaxplain import data, featurevis, flax, models, objectives, plot, similarity, zoo
+from jaxplain import data, featurevis, flax, models, objectives, plot, segmentation, similarity, zoo
 
 PUBLIC = [(jx, n) for n in jx.__all__ if not inspect.ismodule(getattr(jx, n))] + [
-    (m, n) for m in (flax, plot, data, models, zoo, similarity, featurevis, objectives) for n in m.__all__
+    (m, n) for m in (flax, plot, data, models, zoo, similarity, featurevis, objectives, segmentation) for n in m.__all__
     if callable(getattr(m, n)) and not isinstance(getattr(m, n), (tuple, dict))
 ]
 
