@@ -23,7 +23,7 @@ def gallery(model, variables, train, args, key) -> tuple[list[str], dict]:
     import matplotlib.pyplot as plt
 
     f = jxf.from_linen(model, variables)
-    steps, n_channels = (8, 4) if args.quick else (256, 16)
+    steps, n_channels = (4, 4) if args.quick else (256, 16)
     obj = jx.objectives.channel(f, LAYER)
     t0 = time.perf_counter()
     render = jx.activation_maximization(obj, shape=(32, 32, 3), steps=steps, progress=not args.quick)

@@ -38,13 +38,9 @@ def test_shapes_bad_input(kwargs, match):
         data.shapes(**kwargs)
 
 
-def test_training_learns_the_shapes():
-    d = data.shapes(768, seed=0)
-    model = zoo.VGG(features=(16, 32), classes=4)
-    v = models.train_classifier(model, d.images, d.labels, key=jax.random.key(0), epochs=6,
-                                batch_size=32, progress=False)
-    test = data.shapes(200, seed=1)
-    assert models.accuracy(model, v, test.images, test.labels) > 0.6  # chance is 0.25
+# Training the demo CNN on the shapes to > 60 % held-out accuracy (chance 25 %) is checked by the
+# fixture of tests/test_featurevis_render.py, which trains that model anyway; a ViT's, by
+# tests/test_transformer_answers.py::test_attn_lrp_on_a_trained_vit_puts_its_mass_on_the_shape.
 
 
 def test_training_bad_input():
@@ -112,16 +108,6 @@ def test_token_order_bad_input(kwargs, match):
 
 # A text Transformer learning data.token_order is checked where its attributions are
 # (tests/test_transformer_answers.py: held-out accuracy > 0.9 after 300 steps).
-
-
-def test_training_a_vit_learns_the_shapes():
-    train = data.shapes(2048, size=16, seed=0)
-    test = data.shapes(256, size=16, seed=1)
-    model = zoo.ViT(image_size=16, patch=4, width=32, depth=1, heads=4, mlp=64, classes=4)
-    v = models.train_classifier(model, train.images, train.labels, key=jax.random.key(0),
-                                steps=200, warmup=20, progress=False)
-    acc = models.accuracy(model, v, test.images, test.labels)
-    assert acc > 0.6, acc  # chance 0.25
 
 
 @pytest.mark.parametrize("kwargs, match", [({"steps": 0}, "steps must be an int >= 1"),
