@@ -178,6 +178,10 @@ def test_lime_options_are_checked():
         jx.lime(f, mask=jnp.arange(3), kernel_width=0.0)
     with pytest.raises(ValueError, match="samples must be"):
         jx.lime(f, mask=jnp.arange(3), samples=0)
+    with pytest.raises(ValueError, match="needs more than 3 samples, got 3"):
+        jx.lime(f, mask=jnp.arange(3), samples=3, alpha=0.0)
+    with pytest.raises(ValueError, match="cannot determine 5 Shapley values"):
+        jx.kernel_shap(f, mask=jnp.arange(5), samples=3)
 
 
 def test_rise_is_its_monte_carlo_sum_over_its_masks_and_finds_the_pixel():

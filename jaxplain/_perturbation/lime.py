@@ -105,6 +105,9 @@ def lime(f: Callable, *, mask: Any, samples: int = 256, baseline: Any = 0.0, dis
     kernel_width = _checks.check_float(where, "kernel_width", kernel_width)
     if kernel_width == 0:
         raise ValueError(f"jaxplain.{where}: kernel_width must be > 0, got {kernel_width!r}.")
+    if alpha == 0 and samples < n + 1:
+        raise ValueError(f"jaxplain.{where}: an unpenalized fit of {n} coefficients and an intercept needs "
+                         f"more than {n} samples, got {samples}; draw more, or pass alpha > 0.")
     g = _checks.scalar_output(where, f)
     fit = _ridge if surrogate == "ridge" else _lasso
 

@@ -115,6 +115,9 @@ def kernel_shap(f: Callable, *, mask: Any, baseline: Any = 0.0, samples: int = 6
     """
     where = "kernel_shap"
     samples, batch_size, m0, n, g = _setup(where, f, mask, baseline, samples, batch_size)
+    if n > 1 and samples < n - 1:
+        raise ValueError(f"jaxplain.{where}: {samples} samples cannot determine {n} Shapley values (the "
+                         f"least squares needs at least n - 1 = {n - 1} draws; use several times more).")
     sizes = np.arange(1, n)
     p_size = (n - 1) / (sizes * (n - sizes)) if n > 1 else np.ones(0)
     p_size = p_size / p_size.sum() if n > 1 else p_size
