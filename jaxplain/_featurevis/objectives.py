@@ -319,7 +319,6 @@ def direction(f: Callable, layer: str, vector: Any, *, cosine_power: float = 0.0
 
     Example:
       >>> import jax, jax.numpy as jnp, jaxplain as jx
-      >>> f = lambda x, t: x.sum()  # no layers: a closure over a Linen model has them
       >>> from jaxplain.zoo import MLP
       >>> model = MLP(features=(5,), classes=2)
       >>> v = model.init(jax.random.key(0), jnp.zeros((1, 3)))
