@@ -22,7 +22,8 @@ if "PYTEST_XDIST_WORKER" not in os.environ and "JAX_COMPILATION_CACHE_DIR" not i
     # One compilation cache for this run, shared by the xdist workers (they inherit the
     # environment): a program that another test already compiled, same HLO and options, is
     # loaded instead of compiled again. Fresh each run, so every run compiles what it needs
-    # once, as a clean checkout does. Measured side by side, alternating: 12-19 % less time on 2 cores.
+    # once, as a clean checkout does. Measured side by side, alternating: 12-19 % less time
+    # on 2 cores.
     import atexit
     import shutil
     import tempfile
